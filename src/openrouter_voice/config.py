@@ -1,0 +1,200 @@
+"""Settings from the environment and ``.env``, with errors that name the variable and the fix.
+
+>>> settings = load_settings()          # reads OPENROUTER_* / LIVEKIT_* / ... and ./.env
+>>> settings.chain()                    # primary first
+['google/gemini-2.5-flash-lite', 'openai/gpt-4o-mini', 'meta-llama/llama-3.1-8b-instruct']
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .router.redact import register_secret
+
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+
+# A current, cheap, fast voice chain (checked against OpenRouter's catalog in 2026; the 2024 seed
+# list had retired ids). `doctor` and start-up catalog checks re-validate it against /api/v1/models.
+DEFAULT_MODEL = "google/gemini-2.5-flash-lite"
+DEFAULT_FALLBACK_MODELS = ("openai/gpt-4o-mini", "meta-llama/llama-3.1-8b-instruct")
+
+# author/slug with an optional :variant (":free", ":nitro", ":floor"); or model@endpoint for an
+# OpenAI-compatible endpoint configured in OPENROUTER_VOICE_ENDPOINTS (``@local`` is built in).
+_OPENROUTER_ID = re.compile(r"^[a-z0-9][a-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*(:[a-z0-9\-]+)?$")
+_ENDPOINT_ID = re.compile(r"^[^\s@]+@[a-z0-9_\-]+$")
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value. The message names the variable and how to fix it."""
+
+
+def validate_model_id(value: str, *, variable: str = "model id") -> str:
+    """Check the shape of a model id; raise :class:`ConfigError` naming ``variable`` if it is wrong.
+
+    >>> validate_model_id("openai/gpt-4o-mini")
+    'openai/gpt-4o-mini'
+    """
+    value = value.strip()
+    if _OPENROUTER_ID.match(value) or _ENDPOINT_ID.match(value):
+        return value
+    raise ConfigError(
+        f"{variable}: {value!r} is not a model id. Use OpenRouter's 'author/slug' form "
+        f"(e.g. 'openai/gpt-4o-mini', optionally with ':free' or ':nitro'), or 'model@endpoint' for "
+        f"an OpenAI-compatible endpoint; `openrouter-voice models` lists valid ids."
+    )
+
+
+class EndpointConfig(BaseSettings):
+    """An extra OpenAI-compatible endpoint that models in the chain can name as ``model@name``."""
+
+    base_url: str
+    api_key: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Every setting of openrouter-voice. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True,
+    )
+
+    openrouter_api_key: SecretStr | None = None
+    openrouter_app_name: str = "openrouter-voice"
+    openrouter_app_url: str | None = None
+    openrouter_default_model: str = DEFAULT_MODEL
+    openrouter_fallback_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_FALLBACK_MODELS)
+    )
+    openrouter_base_url: str = OPENROUTER_BASE_URL
+    first_token_timeout: float = Field(
+        default=2.0, validation_alias=AliasChoices("OPENROUTER_FIRST_TOKEN_TIMEOUT", "first_token_timeout"),
+    )
+    stall_timeout: float = Field(
+        default=2.5, validation_alias=AliasChoices("OPENROUTER_STALL_TIMEOUT", "stall_timeout"),
+    )
+    debug: bool = Field(default=False, validation_alias=AliasChoices("OPENROUTER_DEBUG", "debug"))
+    # Extra OpenAI-compatible endpoints as JSON: {"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}
+    endpoints: dict[str, EndpointConfig] = Field(
+        default_factory=dict, validation_alias=AliasChoices("OPENROUTER_VOICE_ENDPOINTS", "endpoints"),
+    )
+    # With a key, put the embedded local model at the end of the chain as the last resort.
+    local_fallback: bool = Field(
+        default=True, validation_alias=AliasChoices("OPENROUTER_VOICE_LOCAL_FALLBACK", "local_fallback"),
+    )
+
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: SecretStr | None = None
+    deepgram_api_key: SecretStr | None = None
+    cartesia_api_key: SecretStr | None = None
+
+    weather_geocoding_url: str = Field(
+        default="https://geocoding-api.open-meteo.com/v1/search",
+        validation_alias=AliasChoices("OPENROUTER_VOICE_GEOCODING_URL", "weather_geocoding_url"),
+    )
+    weather_forecast_url: str = Field(
+        default="https://api.open-meteo.com/v1/forecast",
+        validation_alias=AliasChoices("OPENROUTER_VOICE_FORECAST_URL", "weather_forecast_url"),
+    )
+
+    @field_validator("openrouter_fallback_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("openrouter_fallback_models")
+    @classmethod
+    def _check_models(cls, value: list[str]) -> list[str]:
+        return [validate_model_id(v, variable="OPENROUTER_FALLBACK_MODELS") for v in value]
+
+    @field_validator("openrouter_default_model")
+    @classmethod
+    def _check_default(cls, value: str) -> str:
+        return validate_model_id(value, variable="OPENROUTER_DEFAULT_MODEL")
+
+    @field_validator("openrouter_base_url", "weather_geocoding_url", "weather_forecast_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("first_token_timeout", "stall_timeout")
+    @classmethod
+    def _check_timeout(cls, value: float) -> float:
+        if not 0.05 <= value <= 120:
+            raise ValueError(f"{value} is out of range: use seconds between 0.05 and 120 (e.g. 2.0)")
+        return value
+
+    @field_validator("openrouter_api_key", "deepgram_api_key", "cartesia_api_key", "livekit_api_secret")
+    @classmethod
+    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        secret = value.get_secret_value().strip()
+        register_secret(secret)
+        return SecretStr(secret)
+
+    def chain(self) -> list[str]:
+        """The configured model chain, primary first, without duplicates."""
+        seen: list[str] = []
+        for model in [self.openrouter_default_model, *self.openrouter_fallback_models]:
+            if model not in seen:
+                seen.append(model)
+        return seen
+
+    @property
+    def api_key(self) -> str | None:
+        """The OpenRouter key as a plain string (never log it)."""
+        return self.openrouter_api_key.get_secret_value() if self.openrouter_api_key else None
+
+
+_ENV_NAMES = {
+    "first_token_timeout": "OPENROUTER_FIRST_TOKEN_TIMEOUT",
+    "stall_timeout": "OPENROUTER_STALL_TIMEOUT",
+    "debug": "OPENROUTER_DEBUG",
+    "endpoints": "OPENROUTER_VOICE_ENDPOINTS",
+    "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
+    "weather_geocoding_url": "OPENROUTER_VOICE_GEOCODING_URL",
+    "weather_forecast_url": "OPENROUTER_VOICE_FORECAST_URL",
+}
+_FIXES = {
+    "OPENROUTER_FIRST_TOKEN_TIMEOUT": "set it to seconds, e.g. OPENROUTER_FIRST_TOKEN_TIMEOUT=2.0",
+    "OPENROUTER_STALL_TIMEOUT": "set it to seconds, e.g. OPENROUTER_STALL_TIMEOUT=2.5",
+    "OPENROUTER_DEBUG": "use true or false",
+    "OPENROUTER_VOICE_ENDPOINTS": (
+        'use JSON, e.g. OPENROUTER_VOICE_ENDPOINTS=\'{"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}\''
+    ),
+    "OPENROUTER_VOICE_LOCAL_FALLBACK": "use true or false",
+    "OPENROUTER_BASE_URL": "use an http(s) URL, e.g. https://openrouter.ai/api/v1",
+    "OPENROUTER_FALLBACK_MODELS": "use a comma list, e.g. openai/gpt-4o-mini,meta-llama/llama-3.1-8b-instruct",
+    "OPENROUTER_DEFAULT_MODEL": "use an id such as google/gemini-2.5-flash-lite",
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``.env``; raise :class:`ConfigError` on bad values.
+
+    >>> load_settings(first_token_timeout=1.5).first_token_timeout
+    1.5
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            variable = _ENV_NAMES.get(field, field.upper())
+            message = str(error["msg"]).removeprefix("Value error, ")
+            raw = error.get("input")
+            shown = "" if "key" in field or "secret" in field or isinstance(raw, dict) else f" (got {raw!r})"
+            fix = _FIXES.get(variable, "fix the value or unset it to use the default")
+            problems.append(f"{variable}{shown}: {message}. Fix: {fix}.")
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,451 @@
+"""The fallback router: one reply from the first model in an ordered chain that can give it.
+
+>>> router = FallbackRouter(models=["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"],
+...                         api_key="sk-or-...", first_token_timeout=1.5)
+>>> reply = await router.complete([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+>>> async for chunk in router.stream(messages):  # doctest: +SKIP
+...     print(chunk.text, end="")
+>>> await router.aclose()  # doctest: +SKIP
+
+How it decides, per model, in chain order (see :func:`errors.classify`):
+
+* 401 -> the key is bad: nothing else on that endpoint is tried; :class:`AuthenticationError`
+  if no other endpoint answers.
+* 402 -> out of credits: only ``:free`` models on that endpoint are still tried.
+* 404 / retired -> excluded for an hour. 429 / 503 -> cooldown for Retry-After.
+  408, 5xx, connection errors, first-token timeouts, stalls, broken streams -> cooldown, next model.
+* 400 / 422 -> the request is wrong for every model: :class:`BadRequestError` at once.
+* Text already spoken when a model fails -> the next model continues it (prefill), repeats dropped.
+
+OpenRouter's server-side fallback (``models=[...]`` in the body) and ``provider`` preferences may be
+passed through as extra body fields; a server-side list must not repeat models of the client-side
+chain (that would try the same broken model twice per turn), which raises :class:`ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from ..config import OPENROUTER_BASE_URL, Settings, load_settings
+from .attempt import AttemptDone, AttemptFailed, Deadlines, stream_attempt
+from .continuation import RepeatGuard, continuation_messages
+from .errors import (
+    Action,
+    AllModelsFailedError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InsufficientCreditsError,
+)
+from .health import HealthTracker
+from .redact import register_secret
+from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolSpec, Usage
+
+logger = logging.getLogger("openrouter_voice.router")
+
+OPENROUTER = "openrouter"
+
+
+def _http_client(max_connections: int) -> httpx.AsyncClient:
+    # Pooled keep-alive connections: a warm TLS connection saves ~100 ms of a voice turn.
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                          keepalive_expiry=60.0)
+    # Deadlines are enforced by the router per attempt; these are only backstops.
+    timeout = httpx.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
+    return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+
+
+class RouterStream:
+    """A streamed reply: iterate for :class:`StreamChunk`; ``result`` once finished; ``aclose`` to stop.
+
+    Stopping early (``aclose``, ``break`` inside ``async with``, or cancellation) closes the upstream
+    HTTP stream at once, which for most providers stops generation and billing.
+    """
+
+    _generator: AsyncGenerator[StreamChunk, None]
+
+    def __init__(self, attempts: list[Attempt]) -> None:
+        self.attempts = attempts
+        self.result: Completion | None = None
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        return await self._generator.__anext__()
+
+    async def aclose(self) -> None:
+        await self._generator.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class FallbackRouter:
+    """Chat completions over an ordered chain of models, failing over within a voice latency budget.
+
+    Args:
+        models: the chain, primary first: OpenRouter ids, ``model@endpoint`` ids, or :class:`Target`.
+            Defaults to ``OPENROUTER_DEFAULT_MODEL`` + ``OPENROUTER_FALLBACK_MODELS``.
+        api_key: OpenRouter key (default ``OPENROUTER_API_KEY``).
+        base_url: OpenRouter-compatible base URL (default ``https://openrouter.ai/api/v1``).
+        first_token_timeout: seconds from sending a request to the first content token before the
+            next model is tried; keep-alive comments do not count. The last model tried gets
+            ``final_first_token_timeout`` instead, since cutting it off could only end in silence.
+        stall_timeout: longest silence between tokens once a reply is streaming.
+        total_timeout: hard bound on any one upstream call.
+        endpoints: extra OpenAI-compatible endpoints by name, ``{"local": ("http://127.0.0.1:8080/v1", None)}``.
+        health: share one :class:`HealthTracker` between routers to share what they learn.
+        extra_body: fields added to every request (e.g. ``{"provider": {"sort": "latency"}}``).
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str | Target] | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        final_first_token_timeout: float = 10.0,
+        total_timeout: float = 90.0,
+        app_name: str | None = None,
+        app_url: str | None = None,
+        endpoints: dict[str, tuple[str, str | None]] | None = None,
+        health: HealthTracker | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        extra_body: dict[str, Any] | None = None,
+        max_connections: int = 1000,
+        settings: Settings | None = None,
+    ) -> None:
+        self._settings = settings
+        cfg = settings
+        needs_settings = (models is None or api_key is None or base_url is None or first_token_timeout is None
+                          or stall_timeout is None or app_name is None)
+        if cfg is None and needs_settings:
+            cfg = load_settings()
+        self.api_key = api_key if api_key is not None else (cfg.api_key if cfg else None)
+        register_secret(self.api_key)
+        self.base_url = (base_url or (cfg.openrouter_base_url if cfg else OPENROUTER_BASE_URL)).rstrip("/")
+        self.first_token_timeout = float(
+            first_token_timeout if first_token_timeout is not None else (cfg.first_token_timeout if cfg else 2.0))
+        self.stall_timeout = float(
+            stall_timeout if stall_timeout is not None else (cfg.stall_timeout if cfg else 2.5))
+        self.final_first_token_timeout = max(float(final_first_token_timeout), self.first_token_timeout)
+        self.total_timeout = float(total_timeout)
+        for name, value in (("first_token_timeout", self.first_token_timeout),
+                            ("stall_timeout", self.stall_timeout), ("total_timeout", self.total_timeout)):
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.app_name = app_name if app_name is not None else (cfg.openrouter_app_name if cfg else None)
+        self.app_url = app_url if app_url is not None else (cfg.openrouter_app_url if cfg else None)
+        self._endpoints: dict[str, tuple[str, str | None]] = {}
+        if cfg is not None:
+            for name, endpoint in cfg.endpoints.items():
+                key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+                self._endpoints[name] = (endpoint.base_url, key)
+        for name, (url, key) in (endpoints or {}).items():
+            register_secret(key)
+            self._endpoints[name] = (url, key)
+        self.health = health or HealthTracker()
+        self.extra_body = dict(extra_body or {})
+        self._owns_client = http_client is None
+        self._client = http_client or _http_client(max_connections)
+        self._models: list[Target] = []
+        self.set_models(models if models is not None else (cfg.chain() if cfg else []))
+
+    # -- chain ------------------------------------------------------------------------------
+
+    @property
+    def models(self) -> list[Target]:
+        """The chain, primary first (a copy)."""
+        return list(self._models)
+
+    def add_endpoint(self, name: str, base_url: str, api_key: str | None = None) -> None:
+        """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to."""
+        register_secret(api_key)
+        self._endpoints[name] = (base_url.rstrip("/"), api_key)
+
+    def target(self, model: str | Target) -> Target:
+        """Resolve a chain entry to a :class:`Target`; raises :class:`ConfigurationError` if unknown."""
+        if isinstance(model, Target):
+            return model
+        model = model.strip()
+        if not model:
+            raise ConfigurationError("empty model id in the chain")
+        if "@" in model:
+            name, _, endpoint = model.rpartition("@")
+            if endpoint not in self._endpoints:
+                known = ", ".join(sorted(self._endpoints)) or "none"
+                raise ConfigurationError(
+                    f"model {model!r} names endpoint {endpoint!r}, which is not configured (known: {known}). "
+                    "Add it to OPENROUTER_VOICE_ENDPOINTS or via FallbackRouter(endpoints=...).")
+            url, key = self._endpoints[endpoint]
+            return Target(name, endpoint, url.rstrip("/"), key)
+        return Target(model, OPENROUTER, self.base_url, self.api_key)
+
+    def set_models(self, models: Sequence[str | Target]) -> None:
+        """Replace the chain (primary first). Duplicates are dropped; health is kept.
+
+        >>> router.set_models(["anthropic/claude-3.5-haiku", *[t.label for t in router.models]])  # doctest: +SKIP
+        """
+        targets: list[Target] = []
+        for model in models:
+            target = self.target(model)
+            if target not in targets:
+                targets.append(target)
+        if not targets:
+            raise ConfigurationError(
+                "the model chain is empty: pass models=[...] or set OPENROUTER_DEFAULT_MODEL")
+        server_side = self.extra_body.get("models")
+        if isinstance(server_side, list):
+            doubled = sorted({t.model for t in targets} & {str(m) for m in server_side})
+            if doubled:
+                raise ConfigurationError(
+                    f"{', '.join(doubled)} appear both in the client-side chain and in OpenRouter's server-side "
+                    "'models' list; each failing model would be tried twice per turn. Keep each model in one list.")
+        self._models = targets
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] | None = None,
+        *,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
+        **extra_body: Any,
+    ) -> RouterStream:
+        """Stream a reply. Text deltas come as they arrive; tool calls and usage on the final chunk.
+
+        >>> async with router.stream([{"role": "user", "content": "Hi"}]) as stream:  # doctest: +SKIP
+        ...     async for chunk in stream:
+        ...         print(chunk.text, end="")
+        """
+        attempts: list[Attempt] = []
+        body: dict[str, Any] = {**self.extra_body, **extra_body}
+        if tools:
+            body["tools"] = list(tools)
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice
+            if parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = parallel_tool_calls
+        stream = RouterStream(attempts)
+        stream._generator = self._run(list(messages), body, attempts, sink=stream)
+        return stream
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] | None = None,
+        *,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
+        **extra_body: Any,
+    ) -> Completion:
+        """Get a whole reply (streamed internally, so deadlines still apply).
+
+        >>> reply = await router.complete([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+        >>> reply.text, reply.model, reply.usage.cost  # doctest: +SKIP
+        """
+        async with self.stream(messages, tools, tool_choice=tool_choice,
+                               parallel_tool_calls=parallel_tool_calls, **extra_body) as stream:
+            async for _ in stream:
+                pass
+        assert stream.result is not None
+        return stream.result
+
+    def _headers(self, target: Target) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        if target.api_key:
+            headers["Authorization"] = f"Bearer {target.api_key}"
+        if target.endpoint == OPENROUTER:
+            if self.app_url:
+                headers["HTTP-Referer"] = self.app_url
+            if self.app_name:
+                headers["X-Title"] = self.app_name
+                headers["X-OpenRouter-Title"] = self.app_name
+        return headers
+
+    def _plan(self) -> list[Target]:
+        """Chain order for one request: available models first, in priority order.
+
+        Models that are cooling down go last, soonest-recovering first: when everything is down
+        it is better to try than to stay silent. Models excluded for long (404) are left out.
+        """
+        available = [t for t in self._models if self.health.is_available(t.label)]
+        cooling = [t for t in self._models if t not in available
+                   and self.health.cooldown_remaining(t.label) < self.health.exclude_cooldown / 2]
+        cooling.sort(key=lambda t: self.health.cooldown_remaining(t.label))
+        return available + cooling
+
+    async def _run(
+        self,
+        messages: list[Message],
+        body: dict[str, Any],
+        attempts: list[Attempt],
+        sink: RouterStream | None = None,
+    ) -> AsyncGenerator[StreamChunk, None]:
+        loop = asyncio.get_running_loop()
+        plan = self._plan()
+        skipped = [t for t in self._models if t not in plan]
+        for target in skipped:
+            attempts.append(Attempt(target, Outcome.SKIPPED, error=f"excluded: {self.health.reason(target.label)}"))
+        emitted: list[str] = []
+        total_usage = Usage()
+        dead_endpoints: set[str] = set()
+        broke_endpoints: set[str] = set()
+        auth_failures: list[Attempt] = []
+        credit_failures: list[Attempt] = []
+
+        for index, target in enumerate(plan):
+            if target.endpoint in dead_endpoints:
+                attempts.append(Attempt(target, Outcome.SKIPPED, error="API key rejected on this endpoint"))
+                continue
+            if target.endpoint in broke_endpoints and not target.is_free_variant:
+                attempts.append(Attempt(target, Outcome.SKIPPED, error="out of credits (paid model)"))
+                continue
+            remaining = [t for t in plan[index + 1:] if t.endpoint not in dead_endpoints
+                         and not (t.endpoint in broke_endpoints and not t.is_free_variant)]
+            first_token = self.first_token_timeout if remaining else self.final_first_token_timeout
+            deadlines = Deadlines(first_token=first_token, stall=self.stall_timeout, total=self.total_timeout)
+            partial = "".join(emitted)
+            request_messages = continuation_messages(messages, partial) if partial else messages
+            request_body: dict[str, Any] = {
+                **body,
+                "model": target.model,
+                "messages": request_messages,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            if target.endpoint != OPENROUTER:
+                # OpenRouter-only fields would be rejected or misread by other servers.
+                for key in ("models", "provider", "transforms", "plugins", "route", "session_id"):
+                    request_body.pop(key, None)
+            guard = RepeatGuard(partial) if partial else None
+            attempt = Attempt(target, Outcome.OK)
+            attempts.append(attempt)
+            self.health.begin(target.label)
+            sent_at = loop.time()
+            try:
+                async for event in stream_attempt(self._client, target, request_body,
+                                                  self._headers(target), deadlines):
+                    if isinstance(event, str):
+                        text = guard.feed(event) if guard else event
+                        if text:
+                            attempt.emitted_text = True
+                            emitted.append(text)
+                            yield StreamChunk(text=text, model=target.label)
+                        continue
+                    done: AttemptDone = event
+                    tail = guard.flush() if guard else ""
+                    if tail:
+                        attempt.emitted_text = True
+                        emitted.append(tail)
+                        yield StreamChunk(text=tail, model=done.served_model)
+                    attempt.latency = loop.time() - sent_at
+                    attempt.ttft = done.ttft
+                    attempt.served_model = done.served_model
+                    attempt.usage = done.usage
+                    if done.usage:
+                        total_usage = total_usage + done.usage
+                    self.health.record_success(target.label)
+                    self._log_attempt(attempt, index)
+                    result = Completion(
+                        text="".join(emitted), model=done.served_model, tool_calls=done.tool_calls,
+                        usage=total_usage, attempts=attempts, finish_reason=done.finish_reason, id=done.id,
+                    )
+                    if sink is not None:
+                        sink.result = result
+                    if result.fell_back:
+                        logger.warning("served by fallback %s after: %s", target.label, result.fallback_reason)
+                    yield StreamChunk(model=done.served_model, tool_calls=done.tool_calls, usage=total_usage,
+                                      finish_reason=done.finish_reason)
+                    return
+            except AttemptFailed as failure:
+                info = failure.info
+                attempt.outcome = failure.outcome
+                attempt.status = info.status
+                attempt.error = info.message
+                attempt.error_type = info.error_type
+                attempt.retry_after = info.retry_after
+                attempt.latency = loop.time() - sent_at
+                attempt.ttft = failure.ttft
+                attempt.served_model = failure.served_model
+                attempt.usage = failure.usage
+                if failure.usage:
+                    total_usage = total_usage + failure.usage
+                self._apply(target, info.action, info.message, info.retry_after)
+                self._log_attempt(attempt, index)
+                if info.action is Action.FAIL_ENDPOINT:
+                    dead_endpoints.add(target.endpoint)
+                    auth_failures.append(attempt)
+                elif info.action is Action.SKIP_PAID:
+                    broke_endpoints.add(target.endpoint)
+                    credit_failures.append(attempt)
+                elif info.action is Action.RAISE and not attempt.emitted_text:
+                    raise BadRequestError(
+                        f"{target.label} rejected the request ({info.status}): {info.message}. "
+                        "Every model would reject it the same way; fix the request.", attempts) from None
+            except (asyncio.CancelledError, GeneratorExit):
+                attempt.outcome = Outcome.CANCELLED
+                attempt.latency = loop.time() - sent_at
+                self.health.end_trial(target.label)
+                raise
+
+        partial = "".join(emitted)
+        if auth_failures and not credit_failures and all(
+            a.outcome is Outcome.SKIPPED or a in auth_failures for a in attempts
+        ):
+            raise AuthenticationError(
+                "OpenRouter rejected the API key (401). Fix: set OPENROUTER_API_KEY to a valid key from "
+                "https://openrouter.ai/keys (run `openrouter-voice doctor` to check it).", attempts)
+        if credit_failures and not partial and all(
+            a.outcome is Outcome.SKIPPED or a in credit_failures or a in auth_failures for a in attempts
+        ):
+            raise InsufficientCreditsError(
+                "OpenRouter says the account is out of credits (402) and no ':free' model in the chain answered. "
+                "Fix: add credits at https://openrouter.ai/settings/credits or add a ':free' model to "
+                "OPENROUTER_FALLBACK_MODELS.", attempts)
+        raise AllModelsFailedError(attempts, partial_text=partial)
+
+    def _apply(self, target: Target, action: Action, reason: str, retry_after: float | None) -> None:
+        label = target.label
+        if action is Action.COOLDOWN:
+            self.health.record_failure(label, reason=reason, retry_after=retry_after)
+        elif action is Action.EXCLUDE:
+            self.health.record_failure(label, reason=reason, exclude=True)
+        else:
+            # The model itself is fine (bad request, bad key, no credit): no cooldown, end any trial.
+            self.health.end_trial(label)
+
+    def _log_attempt(self, attempt: Attempt, index: int) -> None:
+        logger.info(
+            "attempt %d model=%s outcome=%s status=%s ttft=%s latency=%.3fs%s",
+            index + 1, attempt.model, attempt.outcome.value, attempt.status if attempt.status is not None else "-",
+            f"{attempt.ttft:.3f}s" if attempt.ttft is not None else "-", attempt.latency,
+            f" error={attempt.error!r}" if attempt.error else "",
+        )
+
+    async def aclose(self) -> None:
+        """Close pooled connections (only if the router created its HTTP client)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()

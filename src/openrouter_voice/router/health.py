@@ -1,0 +1,154 @@
+"""Per-model health: cooldowns and a circuit breaker with a real half-open state.
+
+A model that fails is *open* (skipped) until its cooldown ends: the Retry-After the upstream
+gave, else an exponential backoff. When the cooldown ends the circuit is *half-open*: the next
+request tries the model again (one request at a time, so a still-broken primary costs one
+real request, not a burst). Success closes the circuit, so the primary takes its place at the
+head of the chain again; failure re-opens it with a longer cooldown. No probe requests are
+sent: recovery is tested only by real traffic that would have been sent anyway.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(slots=True)
+class ModelHealth:
+    """What is known about one model right now."""
+
+    failures: int = 0  # consecutive failures
+    open_until: float = 0.0
+    reason: str | None = None
+    trial_in_flight: bool = False
+    successes: int = 0
+    total_failures: int = 0
+
+    def state(self, now: float) -> CircuitState:
+        if self.failures == 0:
+            return CircuitState.CLOSED
+        return CircuitState.OPEN if now < self.open_until else CircuitState.HALF_OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """A read-only view of one model's health, for status displays."""
+
+    model: str
+    state: CircuitState
+    reason: str | None
+    cooldown_remaining: float
+    consecutive_failures: int
+
+
+class HealthTracker:
+    """Tracks every model's circuit. Shared by all requests of a router (and may be shared by routers).
+
+    >>> health = HealthTracker()
+    >>> health.record_failure("m", reason="429", retry_after=2.0)
+    >>> health.is_available("m")
+    False
+    """
+
+    def __init__(
+        self,
+        *,
+        base_cooldown: float = 5.0,
+        max_cooldown: float = 120.0,
+        exclude_cooldown: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if base_cooldown <= 0 or max_cooldown < base_cooldown:
+            raise ValueError("need 0 < base_cooldown <= max_cooldown")
+        self.base_cooldown = base_cooldown
+        self.max_cooldown = max_cooldown
+        self.exclude_cooldown = exclude_cooldown
+        self._clock = clock
+        self._models: dict[str, ModelHealth] = {}
+
+    def _get(self, model: str) -> ModelHealth:
+        health = self._models.get(model)
+        if health is None:
+            health = self._models[model] = ModelHealth()
+        return health
+
+    def state(self, model: str) -> CircuitState:
+        return self._get(model).state(self._clock())
+
+    def is_available(self, model: str) -> bool:
+        """True if a request may be sent to ``model`` now (closed, or half-open with no trial running)."""
+        health = self._get(model)
+        state = health.state(self._clock())
+        if state is CircuitState.CLOSED:
+            return True
+        return state is CircuitState.HALF_OPEN and not health.trial_in_flight
+
+    def begin(self, model: str) -> bool:
+        """Mark a request as sent to ``model``. Returns True if it is the half-open trial."""
+        health = self._get(model)
+        if health.state(self._clock()) is CircuitState.HALF_OPEN:
+            health.trial_in_flight = True
+            return True
+        return False
+
+    def end_trial(self, model: str) -> None:
+        """The half-open trial ended without a verdict on the model (e.g. the caller cancelled)."""
+        self._get(model).trial_in_flight = False
+
+    def record_success(self, model: str) -> None:
+        health = self._get(model)
+        health.failures = 0
+        health.open_until = 0.0
+        health.reason = None
+        health.trial_in_flight = False
+        health.successes += 1
+
+    def record_failure(self, model: str, *, reason: str, retry_after: float | None = None,
+                       exclude: bool = False) -> float:
+        """Open ``model``'s circuit. Returns the cooldown applied, in seconds."""
+        health = self._get(model)
+        health.failures += 1
+        health.total_failures += 1
+        health.trial_in_flight = False
+        if exclude:
+            cooldown = self.exclude_cooldown
+        elif retry_after is not None:
+            # Honour Retry-After, but never shorter than it says, nor absurdly long.
+            cooldown = min(max(retry_after, 0.0), self.exclude_cooldown)
+        else:
+            cooldown = min(self.base_cooldown * 2 ** (health.failures - 1), self.max_cooldown)
+        # A later, shorter verdict must not shorten a cooldown already promised (e.g. a 404 exclusion).
+        health.open_until = max(health.open_until, self._clock() + cooldown)
+        health.reason = reason
+        return cooldown
+
+    def reason(self, model: str) -> str | None:
+        """Why ``model`` last failed (None if healthy)."""
+        return self._get(model).reason
+
+    def cooldown_remaining(self, model: str) -> float:
+        return max(0.0, self._get(model).open_until - self._clock())
+
+    def snapshot(self) -> list[HealthSnapshot]:
+        """Every model that has failed and not yet recovered."""
+        now = self._clock()
+        return [
+            HealthSnapshot(model, h.state(now), h.reason, max(0.0, h.open_until - now), h.failures)
+            for model, h in self._models.items()
+            if h.failures
+        ]
+
+    def reset(self, model: str | None = None) -> None:
+        if model is None:
+            self._models.clear()
+        else:
+            self._models.pop(model, None)

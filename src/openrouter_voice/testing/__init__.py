@@ -1,0 +1,10 @@
+"""A scripted OpenRouter-compatible upstream for tests, benchmarks and rehearsing a fallback chain.
+
+>>> from openrouter_voice.testing import ScriptedUpstream, Script
+>>> async with ScriptedUpstream() as up:  # doctest: +SKIP
+...     up.script("openai/gpt-4o-mini", Script(status=429, retry_after=5))
+"""
+
+from .upstream import RecordedRequest, Script, ScriptedUpstream, default_catalog
+
+__all__ = ["RecordedRequest", "Script", "ScriptedUpstream", "default_catalog"]

@@ -1,0 +1,3 @@
+from .upstream import main
+
+main()

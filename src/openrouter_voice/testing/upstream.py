@@ -1,0 +1,497 @@
+"""A scripted OpenRouter-compatible server on 127.0.0.1, for tests, benchmarks and rehearsals.
+
+Script each model's behaviour, point a router (yours or ours) at ``base_url``, and read back what
+the server received:
+
+>>> async with ScriptedUpstream() as up:  # doctest: +SKIP
+...     up.script("openai/gpt-4o-mini", Script(status=429, retry_after=5))
+...     up.script("google/gemini-2.5-flash-lite", Script(text="Hello there!", ttft=0.3, tokens_per_second=80))
+...     router = FallbackRouter(models=["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"],
+...                             api_key="test", base_url=up.base_url)
+...     reply = await router.complete([{"role": "user", "content": "Hi"}])
+...     assert [r.model for r in up.requests] == ["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"]
+
+Run it standalone with ``python -m openrouter_voice.testing --port 8089 --script scenario.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
+
+
+@dataclass
+class Script:
+    """How the server answers one request for a model.
+
+    Timing: ``ttft`` seconds before the first token, then ``tokens_per_second``. Failures:
+    ``status`` (HTTP error, with ``retry_after`` and ``error_body``), ``hang`` (accept and never
+    answer), ``keepalive_only`` (send keep-alive comments forever), ``error_after_tokens`` (in-stream
+    error event with ``error_code``), ``stall_after_tokens`` (stop sending, keep the connection open),
+    ``drop_after_tokens`` (close the connection abruptly). ``raw_events`` sends exactly those SSE data
+    payloads (for malformed-input tests). ``tool_calls`` are (name, arguments) pairs streamed in pieces.
+    """
+
+    text: str = "Hello! How can I help you today?"
+    ttft: float = 0.0
+    tokens_per_second: float = 0.0  # 0 = as fast as possible
+    status: int | None = None
+    retry_after: float | str | None = None
+    error_body: Any = None
+    error_code: int | str = 502
+    error_message: str = "Provider returned error"
+    error_type: str | None = None
+    hang: bool = False
+    keepalive_only: bool = False
+    keepalive_interval: float = 0.2
+    error_after_tokens: int | None = None
+    stall_after_tokens: int | None = None
+    drop_after_tokens: int | None = None
+    tool_calls: Sequence[tuple[str, dict[str, Any] | str]] = ()
+    usage: dict[str, Any] | None = None
+    served_model: str | None = None
+    finish_reason: str | None = "stop"
+    send_done: bool = True
+    raw_events: Sequence[str] | None = None
+    keepalive_before_first_token: bool = True
+
+    def tokens(self) -> list[str]:
+        """Split ``text`` into word-sized tokens that concatenate back to it."""
+        return re.findall(r"\s*\S+|\s+", self.text) if self.text else []
+
+
+ScriptSource = Script | Sequence[Script] | Callable[[dict[str, Any]], Script]
+
+
+@dataclass
+class RecordedRequest:
+    """What the server received."""
+
+    model: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    path: str
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        messages = self.body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+
+def _usage(script: Script, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+        "cost": round(prompt_tokens * 1e-7 + completion_tokens * 4e-7, 10),
+    }
+    if script.usage:
+        usage.update(script.usage)
+        if "total_tokens" not in script.usage:
+            usage["total_tokens"] = int(usage["prompt_tokens"]) + int(usage["completion_tokens"])
+    return usage
+
+
+class ScriptedUpstream:
+    """An aiohttp server speaking OpenRouter's chat-completions wire format (streaming and not).
+
+    Models without a script answer with ``default`` (a healthy short reply). ``/api/v1/models``
+    serves ``catalog``; ``/api/v1/key`` serves ``key_info``. Requests with a wrong bearer key get 401
+    when ``api_key`` is set.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        default: Script | None = None,
+        catalog: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.default = default or Script()
+        self.catalog: list[dict[str, Any]] = catalog if catalog is not None else default_catalog()
+        self.key_info: dict[str, Any] = {"label": "test", "limit": None, "limit_remaining": None,
+                                         "usage": 0.0, "is_free_tier": False}
+        self.requests: list[RecordedRequest] = []
+        self.catalog_requests = 0
+        self.open_streams = 0
+        self._scripts: dict[str, ScriptSource] = {}
+        self._counters: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.random = random.Random(0)
+
+    # -- scripting --------------------------------------------------------------------------
+
+    def script(self, model: str, source: ScriptSource) -> None:
+        """Script ``model``: one Script, a list (one per request, the last repeats), or a callable."""
+        self._scripts[model] = source
+        self._counters[model] = 0
+
+    def set_catalog(self, models: list[dict[str, Any]]) -> None:
+        self.catalog = models
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.model == model]
+
+    def reset(self) -> None:
+        """Forget scripts and recorded requests."""
+        self._scripts.clear()
+        self._counters.clear()
+        self.requests.clear()
+
+    def _pick(self, model: str, body: dict[str, Any]) -> Script:
+        source = self._scripts.get(model)
+        if source is None:
+            return self.default
+        if isinstance(source, Script):
+            return source
+        if callable(source):
+            return source(body)
+        index = self._counters.get(model, 0)
+        self._counters[model] = index + 1
+        return source[min(index, len(source) - 1)]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/v1``: give this to the router as its base URL."""
+        return f"http://{self.host}:{self.port}/api/v1"
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/api/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/api/v1/models", self._models)
+        app.router.add_get("/api/v1/key", self._key)
+        return app
+
+    async def start(self) -> Self:
+        """Start serving in the running event loop."""
+        self._runner = web.AppRunner(self._app(), access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=2048)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    def start_in_thread(self) -> Self:
+        """Serve from a background thread with its own event loop (for sync code and benchmarks)."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._thread_loop = loop
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # surface bind errors to the caller
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="scripted-upstream", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop_thread(self) -> None:
+        if self._thread_loop is not None and self._thread is not None:
+            self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
+            self._thread.join(10)
+            self._thread = None
+            self._thread_loop = None
+
+    def __enter__(self) -> Self:
+        return self.start_in_thread()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop_thread()
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self.api_key is None:
+            return True
+        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.catalog_requests += 1
+        models = self.catalog
+        wanted = request.query.get("supported_parameters")
+        if wanted:
+            models = [m for m in models if wanted in (m.get("supported_parameters") or [])]
+        return web.json_response({"data": models})
+
+    async def _key(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"error": {"code": 401, "message": "No auth credentials found"}}, status=401)
+        return web.json_response({"data": self.key_info})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": {"code": 400, "message": "Invalid JSON body"}}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": {"code": 400, "message": "Body must be an object"}}, status=400)
+        model = str(body.get("model", ""))
+        self.requests.append(RecordedRequest(model, body, dict(request.headers), request.path))
+        if not self._authorized(request):
+            return web.json_response({"error": {"code": 401, "message": "User not found."}}, status=401)
+        script = self._pick(model, body)
+        if script.status is not None:
+            return self._error_response(script)
+        if script.hang:
+            await asyncio.sleep(3600)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])
+                            if isinstance(m, dict)) + 5
+        if not body.get("stream"):
+            return await self._non_stream(script, model, prompt_tokens)
+        return await self._stream(request, script, model, prompt_tokens)
+
+    def _error_response(self, script: Script) -> web.Response:
+        assert script.status is not None
+        headers = {}
+        if script.retry_after is not None:
+            headers["Retry-After"] = str(script.retry_after)
+        payload = script.error_body
+        if payload is None:
+            error: dict[str, Any] = {"code": script.status, "message": script.error_message}
+            if script.error_type:
+                error["metadata"] = {"error_type": script.error_type}
+            payload = {"error": error}
+        if isinstance(payload, str | bytes):
+            return web.Response(status=script.status, body=payload, headers=headers, content_type="text/plain")
+        return web.json_response(payload, status=script.status, headers=headers)
+
+    async def _non_stream(self, script: Script, model: str, prompt_tokens: int) -> web.Response:
+        await asyncio.sleep(script.ttft)
+        tokens = script.tokens()
+        message: dict[str, Any] = {"role": "assistant", "content": script.text}
+        if script.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{i}", "type": "function",
+                 "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+                for i, (name, args) in enumerate(script.tool_calls)
+            ]
+        return web.json_response({
+            "id": f"gen-{time.time_ns()}", "object": "chat.completion", "model": script.served_model or model,
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if script.tool_calls else script.finish_reason}],
+            "usage": _usage(script, prompt_tokens, len(tokens)),
+        })
+
+    async def _stream(self, request: web.Request, script: Script, model: str,
+                      prompt_tokens: int) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+            "X-Generation-Id": f"gen-{time.time_ns()}",
+        })
+        await response.prepare(request)
+        self.open_streams += 1
+        try:
+            await self._stream_body(request, response, script, model, prompt_tokens)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the client went away: that is what cancellation tests check
+        finally:
+            self.open_streams -= 1
+        return response
+
+    async def _stream_body(self, request: web.Request, response: web.StreamResponse, script: Script,
+                           model: str, prompt_tokens: int) -> None:
+        gen_id = f"gen-{time.time_ns()}"
+        served = script.served_model or model
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            payload: dict[str, Any] = {
+                "id": gen_id, "object": "chat.completion.chunk", "created": created, "model": served,
+                "provider": "Scripted",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            payload.update(extra)
+            return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+        if script.raw_events is not None:
+            for raw in script.raw_events:
+                await response.write(b"data: " + raw.encode() + b"\n\n")
+            return
+
+        if script.keepalive_only:
+            while True:
+                await response.write(KEEPALIVE)
+                await asyncio.sleep(script.keepalive_interval)
+
+        # Wait for the first token, with keep-alive comments like OpenRouter sends meanwhile.
+        remaining = script.ttft
+        if script.keepalive_before_first_token and remaining > 0:
+            await response.write(KEEPALIVE)
+        while remaining > 0:
+            step = min(remaining, script.keepalive_interval)
+            await asyncio.sleep(step)
+            remaining -= step
+            if remaining > 0 and script.keepalive_before_first_token:
+                await response.write(KEEPALIVE)
+
+        await response.write(chunk({"role": "assistant", "content": ""}))
+        interval = 1.0 / script.tokens_per_second if script.tokens_per_second > 0 else 0.0
+        tokens = script.tokens()
+        sent = 0
+        for index, token in enumerate(tokens):
+            if script.error_after_tokens is not None and index >= script.error_after_tokens:
+                await self._send_stream_error(response, chunk, script)
+                return
+            if script.stall_after_tokens is not None and index >= script.stall_after_tokens:
+                await asyncio.sleep(3600)
+            if script.drop_after_tokens is not None and index >= script.drop_after_tokens:
+                self._drop(request)
+                return
+            if index and interval:
+                await asyncio.sleep(interval)
+            await response.write(chunk({"content": token}))
+            sent += 1
+        if script.error_after_tokens is not None and script.error_after_tokens >= len(tokens):
+            await self._send_stream_error(response, chunk, script)
+            return
+        if script.stall_after_tokens is not None and script.stall_after_tokens >= len(tokens):
+            await asyncio.sleep(3600)
+        if script.drop_after_tokens is not None and script.drop_after_tokens >= len(tokens):
+            self._drop(request)
+            return
+
+        for i, (name, args) in enumerate(script.tool_calls):
+            arguments = args if isinstance(args, str) else json.dumps(args)
+            half = len(arguments) // 2
+            await response.write(chunk({"tool_calls": [{"index": i, "id": f"call_{i}_{gen_id}", "type": "function",
+                                                        "function": {"name": name, "arguments": ""}}]}))
+            for piece in (arguments[:half], arguments[half:]):
+                await response.write(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+        finish = "tool_calls" if script.tool_calls else script.finish_reason
+        if finish is not None:
+            await response.write(chunk({}, finish))
+        usage = _usage(script, prompt_tokens, sent + len(script.tool_calls) * 8)
+        await response.write(b"data: " + json.dumps({
+            "id": gen_id, "object": "chat.completion.chunk", "created": created, "model": served,
+            "choices": [], "usage": usage,
+        }).encode() + b"\n\n")
+        if script.send_done:
+            await response.write(b"data: [DONE]\n\n")
+
+    async def _send_stream_error(self, response: web.StreamResponse, chunk: Callable[..., bytes],
+                                 script: Script) -> None:
+        error: dict[str, Any] = {"code": script.error_code, "message": script.error_message}
+        if script.error_type:
+            error["metadata"] = {"error_type": script.error_type}
+        await response.write(chunk({"content": ""}, "error", error=error))
+        await response.write(b"data: [DONE]\n\n")
+
+    @staticmethod
+    def _drop(request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
+
+def default_catalog() -> list[dict[str, Any]]:
+    """A small catalog in OpenRouter's ``/api/v1/models`` shape (ids that exist on OpenRouter in 2026)."""
+
+    def model(model_id: str, name: str, prompt: str, completion: str, context: int,
+              tools: bool = True, expiration: str | None = None) -> dict[str, Any]:
+        params = ["max_tokens", "temperature", "stop"] + (["tools", "tool_choice"] if tools else [])
+        return {
+            "id": model_id, "canonical_slug": model_id, "name": name, "created": 1_750_000_000,
+            "description": name, "context_length": context,
+            "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"]},
+            "pricing": {"prompt": prompt, "completion": completion},
+            "top_provider": {"context_length": context, "max_completion_tokens": 16384, "is_moderated": False},
+            "supported_parameters": params, "expiration_date": expiration,
+        }
+
+    return [
+        model("google/gemini-2.5-flash-lite", "Google: Gemini 2.5 Flash Lite", "0.0000001", "0.0000004", 1048576),
+        model("google/gemini-2.5-flash", "Google: Gemini 2.5 Flash", "0.0000003", "0.0000025", 1048576),
+        model("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", "0.00000015", "0.0000006", 128000,
+              expiration="2027-01-14"),
+        model("openai/gpt-4.1-mini", "OpenAI: GPT-4.1 Mini", "0.0000004", "0.0000016", 1047576),
+        model("anthropic/claude-3.5-haiku", "Anthropic: Claude 3.5 Haiku", "0.0000008", "0.000004", 200000),
+        model("anthropic/claude-haiku-4.5", "Anthropic: Claude Haiku 4.5", "0.000001", "0.000005", 200000),
+        model("meta-llama/llama-3.1-8b-instruct", "Meta: Llama 3.1 8B Instruct", "0.00000002", "0.00000003",
+              131072),
+        model("mistralai/mistral-7b-instruct", "Mistral: Mistral 7B Instruct", "0.000000028", "0.000000054",
+              32768, tools=False),
+        model("meta-llama/llama-3.3-70b-instruct:free", "Meta: Llama 3.3 70B Instruct (free)", "0", "0", 131072),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve a scripted upstream from the command line (for rehearsing a chain by hand)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m openrouter_voice.testing", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--script", help="JSON file: {model: {Script fields} or [ {...}, ... ]}")
+    args = parser.parse_args(argv)
+    upstream = ScriptedUpstream(port=args.port)
+    if args.script:
+        with open(args.script, encoding="utf-8") as handle:
+            scripts = json.load(handle)
+        for model, spec in scripts.items():
+            upstream.script(model, [Script(**s) for s in spec] if isinstance(spec, list) else Script(**spec))
+
+    async def serve() -> None:
+        await upstream.start()
+        print(f"scripted upstream on {upstream.base_url}", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

@@ -1,0 +1,43 @@
+"""Shared fixtures: a scripted OpenRouter-compatible upstream on 127.0.0.1 and routers pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from openrouter_voice.router import FallbackRouter
+from openrouter_voice.testing import ScriptedUpstream
+
+TEST_KEY = "sk-or-v1-test0123456789abcdefSECRET"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[ScriptedUpstream]:
+    async with ScriptedUpstream() as up:
+        yield up
+
+
+@pytest.fixture
+async def make_router(upstream: ScriptedUpstream) -> AsyncIterator[Callable[..., FallbackRouter]]:
+    routers: list[FallbackRouter] = []
+
+    def make(models: list[str], **kwargs: Any) -> FallbackRouter:
+        kwargs.setdefault("api_key", TEST_KEY)
+        kwargs.setdefault("base_url", upstream.base_url)
+        kwargs.setdefault("first_token_timeout", 0.5)
+        kwargs.setdefault("stall_timeout", 0.5)
+        kwargs.setdefault("final_first_token_timeout", 2.0)
+        kwargs.setdefault("app_name", "voice-tests")
+        kwargs.setdefault("app_url", "https://example.test/app")
+        router = FallbackRouter(models=models, **kwargs)
+        routers.append(router)
+        return router
+
+    yield make
+    for router in routers:
+        await router.aclose()
+
+
+USER = [{"role": "user", "content": "What's up?"}]

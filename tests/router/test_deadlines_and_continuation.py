@@ -1,0 +1,129 @@
+"""First-token deadline, stalls, and mid-stream continuation with nothing repeated."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from openrouter_voice.router import AllModelsFailedError, Outcome
+from openrouter_voice.router.continuation import CONTINUE_INSTRUCTION, RepeatGuard
+from openrouter_voice.testing import Script
+from tests.conftest import USER
+
+FULL = "The weather in Paris is sunny with a high of twenty two degrees today."
+
+
+def continuing_backup(restart: bool = False) -> Any:
+    """A backup that honours prefill (continues after the partial) or ignores it (starts over)."""
+
+    def script(body: dict[str, Any]) -> Script:
+        messages = body["messages"]
+        if messages[-1]["role"] == "assistant":
+            partial = messages[-1]["content"]
+            assert FULL.startswith(partial)
+            return Script(text=FULL if restart else FULL[len(partial):], tokens_per_second=500)
+        return Script(text=FULL, tokens_per_second=500)
+
+    return script
+
+
+async def test_hanging_primary_costs_at_most_the_first_token_deadline(upstream, make_router):
+    upstream.script("a/hangs", Script(hang=True))
+    upstream.script("b/backup", Script(text="Backup answer.", ttft=0.05))
+    router = make_router(["a/hangs", "b/backup"], first_token_timeout=0.4)
+    started = time.monotonic()
+    first_text_at = None
+    async for chunk in router.stream(USER):
+        if chunk.text and first_text_at is None:
+            first_text_at = time.monotonic() - started
+    assert first_text_at is not None
+    assert 0.4 <= first_text_at < 0.4 + 0.05 + 0.25
+    assert router.health.state("a/hangs").value == "open"
+
+
+async def test_keepalive_only_primary_is_cut_at_the_deadline(upstream, make_router):
+    # Keep-alive comments every 50 ms must not reset the deadline (livekit/agents#6171).
+    upstream.script("a/keepalive", Script(keepalive_only=True, keepalive_interval=0.05))
+    upstream.script("b/backup", Script(text="Backup answer.", ttft=0.05))
+    router = make_router(["a/keepalive", "b/backup"], first_token_timeout=0.4)
+    started = time.monotonic()
+    reply = await router.complete(USER)
+    elapsed = time.monotonic() - started
+    assert reply.text == "Backup answer."
+    assert reply.attempts[0].outcome is Outcome.FIRST_TOKEN_TIMEOUT
+    assert elapsed < 0.4 + 0.05 + 0.3
+
+
+async def test_slow_but_within_deadline_is_not_cut(upstream, make_router):
+    upstream.script("a/slowish", Script(text="Made it.", ttft=0.25))
+    reply = await make_router(["a/slowish", "b/backup"], first_token_timeout=0.5).complete(USER)
+    assert reply.model == "a/slowish"
+
+
+async def test_last_model_gets_the_longer_final_deadline(upstream, make_router):
+    upstream.script("a/only", Script(text="Slow but sure.", ttft=0.8))
+    reply = await make_router(["a/only"], first_token_timeout=0.3, final_first_token_timeout=2.0).complete(USER)
+    assert reply.text == "Slow but sure."
+
+
+async def test_error_after_text_continues_on_next_model_with_prefill(upstream, make_router):
+    upstream.script("a/primary", Script(text=FULL, error_after_tokens=5))
+    upstream.script("b/backup", continuing_backup())
+    router = make_router(["a/primary", "b/backup"])
+    pieces = [c.text async for c in router.stream(USER) if c.text]
+    assert "".join(pieces) == FULL
+    backup_request = upstream.requests_for("b/backup")[0]
+    assert backup_request.messages[:-2] == USER
+    assert backup_request.messages[-2] == {"role": "system", "content": CONTINUE_INSTRUCTION}
+    assert backup_request.messages[-1] == {"role": "assistant", "content": "The weather in Paris is"}
+
+
+async def test_continuation_drops_repeat_when_backup_starts_over(upstream, make_router):
+    upstream.script("a/primary", Script(text=FULL, error_after_tokens=5))
+    upstream.script("b/backup", continuing_backup(restart=True))
+    reply = await make_router(["a/primary", "b/backup"]).complete(USER)
+    assert reply.text == FULL  # "The weather in Paris is" is not said twice
+    assert reply.text.count("The weather") == 1
+
+
+async def test_stall_after_text_continues_within_stall_timeout(upstream, make_router):
+    upstream.script("a/primary", Script(text=FULL, stall_after_tokens=4))
+    upstream.script("b/backup", continuing_backup())
+    router = make_router(["a/primary", "b/backup"], stall_timeout=0.3)
+    started = time.monotonic()
+    reply = await router.complete(USER)
+    assert reply.text == FULL
+    assert reply.attempts[0].outcome is Outcome.STALL
+    assert time.monotonic() - started < 0.3 + 0.4
+
+
+async def test_dropped_connection_mid_stream_continues(upstream, make_router):
+    upstream.script("a/primary", Script(text=FULL, drop_after_tokens=3))
+    upstream.script("b/backup", continuing_backup())
+    reply = await make_router(["a/primary", "b/backup"]).complete(USER)
+    assert reply.text == FULL
+    assert reply.attempts[0].outcome in (Outcome.CONNECTION_ERROR, Outcome.BAD_RESPONSE)
+
+
+async def test_partial_text_kept_when_every_model_fails(upstream, make_router):
+    upstream.script("a/primary", Script(text=FULL, error_after_tokens=3))
+    upstream.script("b/backup", Script(status=500))
+    with pytest.raises(AllModelsFailedError) as info:
+        await make_router(["a/primary", "b/backup"]).complete(USER)
+    assert info.value.partial_text == "The weather in"
+
+
+def test_repeat_guard_cases():
+    guard = RepeatGuard("Hello there")
+    assert guard.feed("Hel") == ""
+    assert guard.feed("lo there, friend") == ", friend"
+    assert guard.feed(" again") == " again"
+    guard = RepeatGuard("Hello there")
+    assert guard.feed(" and welcome") == " and welcome"
+    guard = RepeatGuard("Hello there")
+    assert guard.feed("Hello") == ""
+    assert guard.flush() == ""  # it only ever repeated
+    guard = RepeatGuard("Hello there")
+    assert guard.feed("Help") == "Help"
