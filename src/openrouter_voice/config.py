@@ -11,9 +11,7 @@ import re
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from .router.redact import register_secret
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
@@ -138,6 +136,9 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
+        # Imported here: the router package imports this module for its defaults.
+        from .router.redact import register_secret
+
         secret = value.get_secret_value().strip()
         register_secret(secret)
         return SecretStr(secret)
@@ -187,12 +188,19 @@ def load_settings(**overrides: Any) -> Settings:
     """
     try:
         return Settings(**overrides)
+    except SettingsError as exc:
+        # Raised for values that must be JSON (e.g. OPENROUTER_VOICE_ENDPOINTS) and are not.
+        match = re.search(r'field "([^"]+)"', str(exc))
+        field = match.group(1) if match else "?"
+        variable = _ENV_NAMES.get(field, field.upper())
+        fix = _FIXES.get(variable, "fix the value or unset it to use the default")
+        raise ConfigError(f"Invalid configuration:\n  {variable}: not valid JSON. Fix: {fix}.") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             variable = _ENV_NAMES.get(field, field.upper())
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"{variable}: ").rstrip(".")
             raw = error.get("input")
             shown = "" if "key" in field or "secret" in field or isinstance(raw, dict) else f" (got {raw!r})"
             fix = _FIXES.get(variable, "fix the value or unset it to use the default")

@@ -202,3 +202,16 @@ def test_router_defaults_come_from_settings(monkeypatch):
                                                 "meta-llama/llama-3.1-8b-instruct"]
     assert router.api_key == "sk-or-v1-fromenv0123456789"
     assert router.app_name == "my-app" and router.first_token_timeout == 1.25
+
+
+async def test_models_without_tool_support_go_last_and_without_tools(upstream, make_router):
+    router = make_router(["a/no-tools", "b/tools"])
+    router.set_tool_support({"a/no-tools": False})
+    upstream.script("b/tools", Script(status=500))
+    upstream.script("a/no-tools", Script(text="I can only talk."))
+    reply = await router.complete(USER, tools=[WEATHER_TOOL])
+    assert [r.model for r in upstream.requests] == ["b/tools", "a/no-tools"]
+    assert "tools" not in upstream.requests[1].body
+    assert reply.text == "I can only talk."
+    await router.complete(USER)  # without tools, chain order is unchanged
+    assert upstream.requests[-1].model == "a/no-tools"

