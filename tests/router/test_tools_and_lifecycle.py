@@ -215,3 +215,12 @@ async def test_models_without_tool_support_go_last_and_without_tools(upstream, m
     assert reply.text == "I can only talk."
     await router.complete(USER)  # without tools, chain order is unchanged
     assert upstream.requests[-1].model == "a/no-tools"
+
+
+async def test_warmup_leaves_a_pooled_connection_and_sends_no_chat_request(upstream, make_router):
+    router = make_router(["a/x", "b/y"])
+    await router.warmup()
+    assert upstream.requests == []  # nothing billable
+    assert len(router._client._transport._pool.connections) == 1
+    await router.complete(USER)
+    assert len(router._client._transport._pool.connections) == 1  # the chat reused it

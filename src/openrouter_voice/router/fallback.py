@@ -104,6 +104,7 @@ class FallbackRouter:
             ``final_first_token_timeout`` instead, since cutting it off could only end in silence.
         stall_timeout: longest silence between tokens once a reply is streaming.
         total_timeout: hard bound on any one upstream call.
+        max_reply_chars, max_tool_args_chars: size caps on one reply and on one tool call's arguments.
         endpoints: extra OpenAI-compatible endpoints by name, ``{"local": ("http://127.0.0.1:8080/v1", None)}``.
         health: share one :class:`HealthTracker` between routers to share what they learn.
         extra_body: fields added to every request (e.g. ``{"provider": {"sort": "latency"}}``).
@@ -126,6 +127,8 @@ class FallbackRouter:
         http_client: httpx.AsyncClient | None = None,
         extra_body: dict[str, Any] | None = None,
         max_connections: int = 1000,
+        max_reply_chars: int = 200_000,
+        max_tool_args_chars: int = 100_000,
         settings: Settings | None = None,
     ) -> None:
         self._settings = settings
@@ -143,6 +146,9 @@ class FallbackRouter:
             stall_timeout if stall_timeout is not None else (cfg.stall_timeout if cfg else 2.5))
         self.final_first_token_timeout = max(float(final_first_token_timeout), self.first_token_timeout)
         self.total_timeout = float(total_timeout)
+        # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
+        self.max_reply_chars = max_reply_chars
+        self.max_tool_args_chars = max_tool_args_chars
         for name, value in (("first_token_timeout", self.first_token_timeout),
                             ("stall_timeout", self.stall_timeout), ("total_timeout", self.total_timeout)):
             if not value > 0:
@@ -334,7 +340,9 @@ class FallbackRouter:
             remaining = [t for t in plan[index + 1:] if t.endpoint not in dead_endpoints
                          and not (t.endpoint in broke_endpoints and not t.is_free_variant)]
             first_token = self.first_token_timeout if remaining else self.final_first_token_timeout
-            deadlines = Deadlines(first_token=first_token, stall=self.stall_timeout, total=self.total_timeout)
+            deadlines = Deadlines(first_token=first_token, stall=self.stall_timeout, total=self.total_timeout,
+                                  max_text_chars=self.max_reply_chars,
+                                  max_tool_args_chars=self.max_tool_args_chars)
             partial = "".join(emitted)
             request_messages = continuation_messages(messages, partial) if partial else messages
             request_body: dict[str, Any] = {
@@ -455,6 +463,29 @@ class FallbackRouter:
             f"{attempt.ttft:.3f}s" if attempt.ttft is not None else "-", attempt.latency,
             f" error={attempt.error!r}" if attempt.error else "",
         )
+
+    async def warmup(self) -> None:
+        """Open pooled connections to every endpoint in the chain before the first turn.
+
+        A cold TLS handshake costs ~100-300 ms of the first reply; a tiny unbilled request
+        (``GET /key`` on OpenRouter, ``GET /models`` elsewhere) leaves a warm connection behind.
+        Failures are ignored: warming up is an optimisation, not a check.
+
+        >>> await router.warmup()  # doctest: +SKIP
+        """
+        seen: set[str] = set()
+        for target in self._models:
+            if target.base_url in seen:
+                continue
+            seen.add(target.base_url)
+            path = "/key" if target.endpoint == OPENROUTER else "/models"
+            headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+            try:
+                async with asyncio.timeout(5.0):
+                    response = await self._client.get(target.base_url + path, headers=headers)
+                    await response.aread()
+            except (TimeoutError, httpx.HTTPError) as exc:
+                logger.debug("warm-up of %s failed: %s", target.endpoint, type(exc).__name__)
 
     async def aclose(self) -> None:
         """Close pooled connections (only if the router created its HTTP client)."""
