@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(
         default=2.5, validation_alias=AliasChoices("OPENROUTER_STALL_TIMEOUT", "stall_timeout"),
     )
+    # If the model has no first token after this long, also ask the next one (0 turns hedging off).
+    hedge_after: float = Field(
+        default=1.0, validation_alias=AliasChoices("OPENROUTER_HEDGE_AFTER", "hedge_after"),
+    )
     debug: bool = Field(default=False, validation_alias=AliasChoices("OPENROUTER_DEBUG", "debug"))
     # Extra OpenAI-compatible endpoints as JSON: {"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}
     endpoints: dict[str, EndpointConfig] = Field(
@@ -131,6 +135,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is out of range: use seconds between 0.05 and 120 (e.g. 2.0)")
         return value
 
+    @field_validator("hedge_after")
+    @classmethod
+    def _check_hedge(cls, value: float) -> float:
+        if not 0 <= value <= 120:
+            raise ValueError(f"{value} is out of range: use seconds (e.g. 1.0), or 0 to turn hedging off")
+        return value
+
     @field_validator("openrouter_api_key", "deepgram_api_key", "cartesia_api_key", "livekit_api_secret")
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -161,6 +172,7 @@ _ENV_NAMES = {
     "first_token_timeout": "OPENROUTER_FIRST_TOKEN_TIMEOUT",
     "stall_timeout": "OPENROUTER_STALL_TIMEOUT",
     "debug": "OPENROUTER_DEBUG",
+    "hedge_after": "OPENROUTER_HEDGE_AFTER",
     "endpoints": "OPENROUTER_VOICE_ENDPOINTS",
     "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
     "weather_geocoding_url": "OPENROUTER_VOICE_GEOCODING_URL",
@@ -170,6 +182,7 @@ _FIXES = {
     "OPENROUTER_FIRST_TOKEN_TIMEOUT": "set it to seconds, e.g. OPENROUTER_FIRST_TOKEN_TIMEOUT=2.0",
     "OPENROUTER_STALL_TIMEOUT": "set it to seconds, e.g. OPENROUTER_STALL_TIMEOUT=2.5",
     "OPENROUTER_DEBUG": "use true or false",
+    "OPENROUTER_HEDGE_AFTER": "set it to seconds, e.g. OPENROUTER_HEDGE_AFTER=1.0, or 0 to turn hedging off",
     "OPENROUTER_VOICE_ENDPOINTS": (
         'use JSON, e.g. OPENROUTER_VOICE_ENDPOINTS=\'{"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}\''
     ),

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ async def stream_attempt(
     body: dict[str, Any],
     headers: dict[str, str],
     deadlines: Deadlines,
-) -> AsyncIterator[str | AttemptDone]:
+) -> AsyncGenerator[str | AttemptDone, None]:
     """Send one streaming chat request; yield text deltas, then one :class:`AttemptDone`.
 
     Raises :class:`AttemptFailed` on HTTP errors, in-stream error events, deadlines, broken or

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,6 +40,7 @@ from .continuation import RepeatGuard, continuation_messages
 from .errors import (
     Action,
     AllModelsFailedError,
+    ErrorInfo,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -59,6 +62,33 @@ def _http_client(max_connections: int) -> httpx.AsyncClient:
     # Deadlines are enforced by the router per attempt; these are only backstops.
     timeout = httpx.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
     return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+
+
+@dataclass(slots=True)
+class _Turn:
+    """What one request has accumulated across its attempts."""
+
+    messages: list[Message]
+    body: dict[str, Any]
+    attempts: list[Attempt]
+    emitted: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    dead_endpoints: set[str] = field(default_factory=set)  # bad key there
+    broke_endpoints: set[str] = field(default_factory=set)  # out of credits there
+    auth_failures: list[Attempt] = field(default_factory=list)
+    credit_failures: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Live:
+    """An attempt in flight."""
+
+    target: Target
+    attempt: Attempt
+    events: AsyncGenerator[str | AttemptDone, None]
+    guard: RepeatGuard | None
+    sent_at: float
+    index: int
 
 
 class RouterStream:
@@ -103,6 +133,8 @@ class FallbackRouter:
             next model is tried; keep-alive comments do not count. The last model tried gets
             ``final_first_token_timeout`` instead, since cutting it off could only end in silence.
         stall_timeout: longest silence between tokens once a reply is streaming.
+        hedge_after: if the model has no first token after this many seconds, also ask the next
+            model and keep whichever speaks first (the slower one is cancelled). None disables it.
         total_timeout: hard bound on any one upstream call.
         max_reply_chars, max_tool_args_chars: size caps on one reply and on one tool call's arguments.
         endpoints: extra OpenAI-compatible endpoints by name, ``{"local": ("http://127.0.0.1:8080/v1", None)}``.
@@ -119,6 +151,7 @@ class FallbackRouter:
         first_token_timeout: float | None = None,
         stall_timeout: float | None = None,
         final_first_token_timeout: float = 10.0,
+        hedge_after: float | None = None,
         total_timeout: float = 90.0,
         app_name: str | None = None,
         app_url: str | None = None,
@@ -146,6 +179,9 @@ class FallbackRouter:
             stall_timeout if stall_timeout is not None else (cfg.stall_timeout if cfg else 2.5))
         self.final_first_token_timeout = max(float(final_first_token_timeout), self.first_token_timeout)
         self.total_timeout = float(total_timeout)
+        if hedge_after is None and cfg is not None:
+            hedge_after = cfg.hedge_after
+        self.hedge_after = float(hedge_after) if hedge_after else None
         # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
         self.max_reply_chars = max_reply_chars
         self.max_tool_args_chars = max_tool_args_chars
@@ -311,6 +347,132 @@ class FallbackRouter:
             plan = [t for t in plan if self.supports_tools(t)] + [t for t in plan if not self.supports_tools(t)]
         return plan
 
+    def _viable(self, target: Target, turn: _Turn) -> bool:
+        if target.endpoint in turn.dead_endpoints:
+            return False
+        return not (target.endpoint in turn.broke_endpoints and not target.is_free_variant)
+
+    def _launch(self, target: Target, index: int, turn: _Turn, *, last: bool) -> _Live:
+        """Send the request for ``target`` (the stream opens on first iteration)."""
+        first_token = self.final_first_token_timeout if last else self.first_token_timeout
+        deadlines = Deadlines(first_token=first_token, stall=self.stall_timeout, total=self.total_timeout,
+                              max_text_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars)
+        partial = "".join(turn.emitted)
+        request_body: dict[str, Any] = {
+            **turn.body,
+            "model": target.model,
+            "messages": continuation_messages(turn.messages, partial) if partial else turn.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if "tools" in request_body and not self.supports_tools(target):
+            for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                request_body.pop(key, None)
+        if target.endpoint != OPENROUTER:
+            # OpenRouter-only fields would be rejected or misread by other servers.
+            for key in ("models", "provider", "transforms", "plugins", "route", "session_id"):
+                request_body.pop(key, None)
+        attempt = Attempt(target, Outcome.OK)
+        turn.attempts.append(attempt)
+        self.health.begin(target.label)
+        events = stream_attempt(self._client, target, request_body, self._headers(target), deadlines)
+        return _Live(target, attempt, events, RepeatGuard(partial) if partial else None,
+                     asyncio.get_running_loop().time(), index)
+
+    def _record_failure(self, live: _Live, failure: AttemptFailed, turn: _Turn) -> None:
+        info = failure.info
+        attempt = live.attempt
+        attempt.outcome = failure.outcome
+        attempt.status = info.status
+        attempt.error = info.message
+        attempt.error_type = info.error_type
+        attempt.retry_after = info.retry_after
+        attempt.latency = asyncio.get_running_loop().time() - live.sent_at
+        attempt.ttft = failure.ttft
+        attempt.served_model = failure.served_model
+        attempt.usage = failure.usage
+        if failure.usage:
+            turn.usage = turn.usage + failure.usage
+        self._apply(live.target, info.action, info.message, info.retry_after)
+        self._log_attempt(attempt, live.index)
+        if info.action is Action.FAIL_ENDPOINT:
+            turn.dead_endpoints.add(live.target.endpoint)
+            turn.auth_failures.append(attempt)
+        elif info.action is Action.SKIP_PAID:
+            turn.broke_endpoints.add(live.target.endpoint)
+            turn.credit_failures.append(attempt)
+        elif info.action is Action.RAISE and not attempt.emitted_text:
+            raise BadRequestError(
+                f"{live.target.label} rejected the request ({info.status}): {info.message}. "
+                "Every model would reject it the same way; fix the request.", turn.attempts) from None
+
+    async def _cancel(self, racers: dict[asyncio.Task[str | AttemptDone], _Live], *, lost_to: _Live | None) -> None:
+        """Stop racing attempts and close their HTTP streams."""
+        for task in racers:
+            task.cancel()
+        await asyncio.gather(*racers, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        for live in racers.values():
+            await live.events.aclose()
+            live.attempt.outcome = Outcome.CANCELLED
+            live.attempt.latency = loop.time() - live.sent_at
+            if lost_to is not None and live.sent_at < lost_to.sent_at:
+                # It had a head start and still had no first token: treat it as slow for a while.
+                live.attempt.error = f"no first token after {live.attempt.latency:.2f}s; hedged request won"
+                self.health.record_failure(live.target.label, reason=live.attempt.error)
+            else:
+                self.health.end_trial(live.target.label)
+            self._log_attempt(live.attempt, live.index)
+        racers.clear()
+
+    async def _first_event(self, live: _Live, queue: deque[tuple[int, Target]],
+                           turn: _Turn) -> tuple[_Live, str | AttemptDone] | None:
+        """Wait for ``live``'s first event; past ``hedge_after`` also race the next viable model.
+
+        Returns the winner and its first event, or None when every racer failed (failures recorded).
+        """
+        loop = asyncio.get_running_loop()
+        racers: dict[asyncio.Task[str | AttemptDone], _Live] = {
+            asyncio.ensure_future(anext(live.events)): live}
+        hedged = self.hedge_after is None
+        try:
+            while racers:
+                timeout = None
+                if not hedged:
+                    assert self.hedge_after is not None
+                    timeout = max(0.0, live.sent_at + self.hedge_after - loop.time())
+                done, _ = await asyncio.wait(racers, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    hedged = True
+                    while queue and not self._viable(queue[0][1], turn):
+                        index, skipped = queue.popleft()
+                        turn.attempts.append(Attempt(skipped, Outcome.SKIPPED, error="endpoint unusable"))
+                    if queue:
+                        index, target = queue.popleft()
+                        last = not any(self._viable(t, turn) for _, t in queue)
+                        hedge = self._launch(target, index, turn, last=last)
+                        logger.info("hedging: %s has no first token after %.2fs, also asking %s",
+                                    live.target.label, self.hedge_after, target.label)
+                        racers[asyncio.ensure_future(anext(hedge.events))] = hedge
+                    continue
+                for task in sorted(done, key=lambda t: racers[t].index):
+                    racer = racers.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        await self._cancel(racers, lost_to=racer)
+                        return racer, task.result()
+                    if isinstance(error, AttemptFailed):
+                        self._record_failure(racer, error, turn)
+                    elif isinstance(error, StopAsyncIteration):
+                        self._record_failure(racer, AttemptFailed(Outcome.BAD_RESPONSE, ErrorInfo(
+                            None, "stream ended without a reply", Action.COOLDOWN)), turn)
+                    else:
+                        raise error
+            return None
+        except BaseException:
+            await self._cancel(racers, lost_to=None)
+            raise
+
     async def _run(
         self,
         messages: list[Message],
@@ -320,125 +482,83 @@ class FallbackRouter:
     ) -> AsyncGenerator[StreamChunk, None]:
         loop = asyncio.get_running_loop()
         plan = self._plan(needs_tools=bool(body.get("tools")))
-        skipped = [t for t in self._models if t not in plan]
-        for target in skipped:
-            attempts.append(Attempt(target, Outcome.SKIPPED, error=f"excluded: {self.health.reason(target.label)}"))
-        emitted: list[str] = []
-        total_usage = Usage()
-        dead_endpoints: set[str] = set()
-        broke_endpoints: set[str] = set()
-        auth_failures: list[Attempt] = []
-        credit_failures: list[Attempt] = []
+        for target in self._models:
+            if target not in plan:
+                attempts.append(Attempt(target, Outcome.SKIPPED, error=f"excluded: {self.health.reason(target.label)}"))
+        turn = _Turn(messages, body, attempts)
+        queue: deque[tuple[int, Target]] = deque(enumerate(plan))
 
-        for index, target in enumerate(plan):
-            if target.endpoint in dead_endpoints:
-                attempts.append(Attempt(target, Outcome.SKIPPED, error="API key rejected on this endpoint"))
+        while queue:
+            index, target = queue.popleft()
+            if not self._viable(target, turn):
+                reason = ("API key rejected on this endpoint" if target.endpoint in turn.dead_endpoints
+                          else "out of credits (paid model)")
+                attempts.append(Attempt(target, Outcome.SKIPPED, error=reason))
                 continue
-            if target.endpoint in broke_endpoints and not target.is_free_variant:
-                attempts.append(Attempt(target, Outcome.SKIPPED, error="out of credits (paid model)"))
+            last = not any(self._viable(t, turn) for _, t in queue)
+            raced = await self._first_event(self._launch(target, index, turn, last=last), queue, turn)
+            if raced is None:
                 continue
-            remaining = [t for t in plan[index + 1:] if t.endpoint not in dead_endpoints
-                         and not (t.endpoint in broke_endpoints and not t.is_free_variant)]
-            first_token = self.first_token_timeout if remaining else self.final_first_token_timeout
-            deadlines = Deadlines(first_token=first_token, stall=self.stall_timeout, total=self.total_timeout,
-                                  max_text_chars=self.max_reply_chars,
-                                  max_tool_args_chars=self.max_tool_args_chars)
-            partial = "".join(emitted)
-            request_messages = continuation_messages(messages, partial) if partial else messages
-            request_body: dict[str, Any] = {
-                **body,
-                "model": target.model,
-                "messages": request_messages,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            }
-            if "tools" in request_body and not self.supports_tools(target):
-                for key in ("tools", "tool_choice", "parallel_tool_calls"):
-                    request_body.pop(key, None)
-            if target.endpoint != OPENROUTER:
-                # OpenRouter-only fields would be rejected or misread by other servers.
-                for key in ("models", "provider", "transforms", "plugins", "route", "session_id"):
-                    request_body.pop(key, None)
-            guard = RepeatGuard(partial) if partial else None
-            attempt = Attempt(target, Outcome.OK)
-            attempts.append(attempt)
-            self.health.begin(target.label)
-            sent_at = loop.time()
+            live, first = raced
+            attempt = live.attempt
             try:
-                async for event in stream_attempt(self._client, target, request_body,
-                                                  self._headers(target), deadlines):
+                event: str | AttemptDone = first
+                events = live.events
+                while True:
                     if isinstance(event, str):
-                        text = guard.feed(event) if guard else event
+                        text = live.guard.feed(event) if live.guard else event
                         if text:
                             attempt.emitted_text = True
-                            emitted.append(text)
-                            yield StreamChunk(text=text, model=target.label)
+                            turn.emitted.append(text)
+                            yield StreamChunk(text=text, model=live.target.label)
+                        event = await anext(events)
                         continue
-                    done: AttemptDone = event
-                    tail = guard.flush() if guard else ""
+                    done = event
+                    tail = live.guard.flush() if live.guard else ""
                     if tail:
                         attempt.emitted_text = True
-                        emitted.append(tail)
+                        turn.emitted.append(tail)
                         yield StreamChunk(text=tail, model=done.served_model)
-                    attempt.latency = loop.time() - sent_at
+                    attempt.latency = loop.time() - live.sent_at
                     attempt.ttft = done.ttft
                     attempt.served_model = done.served_model
                     attempt.usage = done.usage
                     if done.usage:
-                        total_usage = total_usage + done.usage
-                    self.health.record_success(target.label)
-                    self._log_attempt(attempt, index)
+                        turn.usage = turn.usage + done.usage
+                    self.health.record_success(live.target.label)
+                    self._log_attempt(attempt, live.index)
                     result = Completion(
-                        text="".join(emitted), model=done.served_model, tool_calls=done.tool_calls,
-                        usage=total_usage, attempts=attempts, finish_reason=done.finish_reason, id=done.id,
+                        text="".join(turn.emitted), model=done.served_model, tool_calls=done.tool_calls,
+                        usage=turn.usage, attempts=attempts, finish_reason=done.finish_reason, id=done.id,
                     )
                     if sink is not None:
                         sink.result = result
                     if result.fell_back:
-                        logger.warning("served by fallback %s after: %s", target.label, result.fallback_reason)
-                    yield StreamChunk(model=done.served_model, tool_calls=done.tool_calls, usage=total_usage,
+                        logger.warning("served by fallback %s after: %s", live.target.label, result.fallback_reason)
+                    yield StreamChunk(model=done.served_model, tool_calls=done.tool_calls, usage=turn.usage,
                                       finish_reason=done.finish_reason)
                     return
+            except StopAsyncIteration:
+                self._record_failure(live, AttemptFailed(Outcome.BAD_RESPONSE, ErrorInfo(
+                    None, "stream ended without a reply", Action.COOLDOWN)), turn)
             except AttemptFailed as failure:
-                info = failure.info
-                attempt.outcome = failure.outcome
-                attempt.status = info.status
-                attempt.error = info.message
-                attempt.error_type = info.error_type
-                attempt.retry_after = info.retry_after
-                attempt.latency = loop.time() - sent_at
-                attempt.ttft = failure.ttft
-                attempt.served_model = failure.served_model
-                attempt.usage = failure.usage
-                if failure.usage:
-                    total_usage = total_usage + failure.usage
-                self._apply(target, info.action, info.message, info.retry_after)
-                self._log_attempt(attempt, index)
-                if info.action is Action.FAIL_ENDPOINT:
-                    dead_endpoints.add(target.endpoint)
-                    auth_failures.append(attempt)
-                elif info.action is Action.SKIP_PAID:
-                    broke_endpoints.add(target.endpoint)
-                    credit_failures.append(attempt)
-                elif info.action is Action.RAISE and not attempt.emitted_text:
-                    raise BadRequestError(
-                        f"{target.label} rejected the request ({info.status}): {info.message}. "
-                        "Every model would reject it the same way; fix the request.", attempts) from None
+                self._record_failure(live, failure, turn)
             except (asyncio.CancelledError, GeneratorExit):
                 attempt.outcome = Outcome.CANCELLED
-                attempt.latency = loop.time() - sent_at
-                self.health.end_trial(target.label)
+                attempt.latency = loop.time() - live.sent_at
+                self.health.end_trial(live.target.label)
+                await live.events.aclose()
                 raise
 
-        partial = "".join(emitted)
-        if auth_failures and not credit_failures and all(
-            a.outcome is Outcome.SKIPPED or a in auth_failures for a in attempts
+        partial = "".join(turn.emitted)
+        if turn.auth_failures and not turn.credit_failures and all(
+            a.outcome is Outcome.SKIPPED or a in turn.auth_failures for a in attempts
         ):
             raise AuthenticationError(
                 "OpenRouter rejected the API key (401). Fix: set OPENROUTER_API_KEY to a valid key from "
                 "https://openrouter.ai/keys (run `openrouter-voice doctor` to check it).", attempts)
-        if credit_failures and not partial and all(
-            a.outcome is Outcome.SKIPPED or a in credit_failures or a in auth_failures for a in attempts
+        if turn.credit_failures and not partial and all(
+            a.outcome is Outcome.SKIPPED or a in turn.credit_failures or a in turn.auth_failures for a in attempts
         ):
             raise InsufficientCreditsError(
                 "OpenRouter says the account is out of credits (402) and no ':free' model in the chain answered. "

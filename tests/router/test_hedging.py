@@ -1,0 +1,53 @@
+"""Hedged requests: past `hedge_after`, the next model is asked too and the first to speak wins."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from openrouter_voice.router import Outcome
+from openrouter_voice.testing import Script
+from tests.conftest import USER
+
+
+async def test_hanging_primary_is_hedged_before_its_deadline(upstream, make_router):
+    upstream.script("a/hangs", Script(hang=True))
+    upstream.script("b/backup", Script(text="Backup speaks.", ttft=0.05))
+    router = make_router(["a/hangs", "b/backup"], first_token_timeout=2.0, hedge_after=0.2)
+    started = time.monotonic()
+    reply = await router.complete(USER)
+    elapsed = time.monotonic() - started
+    assert reply.text == "Backup speaks."
+    assert 0.2 <= elapsed < 0.2 + 0.05 + 0.25  # far below the 2 s deadline
+    assert reply.attempts[0].outcome is Outcome.CANCELLED
+    assert "hedged request won" in (reply.attempts[0].error or "")
+    # The loser's connection is closed, and it cools down so the next turn goes straight to the backup.
+    await asyncio.sleep(0.05)
+    assert upstream.open_streams == 0
+    await router.complete(USER)
+    assert [r.model for r in upstream.requests] == ["a/hangs", "b/backup", "b/backup"]
+
+
+async def test_slow_primary_that_speaks_first_still_wins(upstream, make_router):
+    upstream.script("a/slowish", Script(text="Primary.", ttft=0.3))
+    upstream.script("b/slower", Script(text="Backup.", ttft=1.0))
+    router = make_router(["a/slowish", "b/slower"], hedge_after=0.1)
+    reply = await router.complete(USER)
+    assert reply.text == "Primary."
+    assert reply.attempts[1].outcome is Outcome.CANCELLED
+    # The hedge started later and lost: it is not penalised.
+    assert router.health.is_available("b/slower")
+
+
+async def test_primary_failing_during_the_race_leaves_the_hedge_to_answer(upstream, make_router):
+    upstream.script("a/fails", Script(status=503, retry_after=1, ttft=0.0))
+    upstream.script("b/backup", Script(text="Backup.", ttft=0.1))
+    reply = await make_router(["a/fails", "b/backup"], hedge_after=0.05).complete(USER)
+    assert reply.text == "Backup."
+    assert reply.attempts[0].status == 503
+
+
+async def test_no_hedge_when_primary_answers_in_time(upstream, make_router):
+    upstream.script("a/fast", Script(text="Fast.", ttft=0.02))
+    await make_router(["a/fast", "b/backup"], hedge_after=0.3).complete(USER)
+    assert [r.model for r in upstream.requests] == ["a/fast"]
