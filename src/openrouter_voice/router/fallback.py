@@ -40,10 +40,10 @@ from .continuation import RepeatGuard, continuation_messages
 from .errors import (
     Action,
     AllModelsFailedError,
-    ErrorInfo,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ErrorInfo,
     InsufficientCreditsError,
 )
 from .health import HealthTracker
