@@ -5,6 +5,8 @@
 ...     up.script("openai/gpt-4o-mini", Script(status=429, retry_after=5))
 """
 
+from .chaos import FAULTS, ChaosScript, intended_reply
 from .upstream import RecordedRequest, Script, ScriptedUpstream, default_catalog
 
-__all__ = ["RecordedRequest", "Script", "ScriptedUpstream", "default_catalog"]
+__all__ = ["FAULTS", "ChaosScript", "RecordedRequest", "Script", "ScriptedUpstream", "default_catalog",
+           "intended_reply"]

@@ -1,0 +1,51 @@
+"""Router-level chaos soak: many concurrent conversations through random faults lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from openrouter_voice.router import AllModelsFailedError
+from openrouter_voice.testing import ChaosScript, intended_reply
+
+
+async def test_concurrent_conversations_through_random_faults(upstream, make_router):
+    chaos = [ChaosScript(seed=s, fault_rate=0.35) for s in (1, 2, 3)]
+    models = ["a/one", "b/two", "c/three"]
+    for model, script in zip(models, chaos, strict=True):
+        upstream.script(model, script)
+    router = make_router(models, first_token_timeout=0.3, stall_timeout=0.3, final_first_token_timeout=0.6,
+                         hedge_after=0.15)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    outcomes: list[str] = []
+
+    async def conversation(n: int) -> None:
+        messages: list[dict[str, str]] = []
+        for turn in range(6):
+            messages.append({"role": "user", "content": f"conversation {n} turn {turn}"})
+            try:
+                reply = await router.complete(messages)
+            except AllModelsFailedError:
+                outcomes.append("apology")
+                messages.pop()
+                continue
+            assert reply.text == intended_reply(messages), reply.attempts  # nothing lost or repeated
+            outcomes.append("reply")
+            messages.append({"role": "assistant", "content": reply.text})
+
+    await asyncio.gather(*(conversation(n) for n in range(15)))
+    injected = sum(c.injected.total() - c.injected["ok"] for c in chaos)
+    print(f"turns={len(outcomes)} replies={outcomes.count('reply')} apologies={outcomes.count('apology')} "
+          f"faults={injected}")
+    assert len(outcomes) == 90
+    assert injected > 20
+    assert outcomes.count("reply") >= 85  # three models rarely all fail in one turn
+    await asyncio.sleep(0.2)
+    assert upstream.open_streams == 0
+    # Pooled keep-alive connections are expected while the router lives; closing it must free them all.
+    await router.aclose()
+    await asyncio.sleep(0.2)
+    assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+                and "stream_attempt" in repr(t)]
+    assert leftover == []
