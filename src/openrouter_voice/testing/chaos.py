@@ -73,7 +73,8 @@ class ChaosScript:
         if fault == "keepalive_only":
             return Script(keepalive_only=True, keepalive_interval=0.05)
         if fault == "error_before_text":
-            code: int | str = self.rng.choice([502, "502", "server_error"])
+            codes: list[int | str] = [502, "502", "server_error"]
+            code = self.rng.choice(codes)
             return Script(**base, error_after_tokens=0, error_code=code)
         if fault == "error_after_text":
             return Script(**base, error_after_tokens=words)
