@@ -62,3 +62,26 @@ async def test_suggest_replacement_prefers_tool_capable_live_models(upstream, tm
     models = await Catalog(upstream.base_url, cache_dir=tmp_path).models()
     assert suggest_replacement("mistralai/mistral-7b-instruct-v0.1", models, need_tools=False) == \
         "mistralai/mistral-7b-instruct"
+
+
+async def test_validate_router_chain_drops_retired_and_marks_tool_support(upstream, make_router, tmp_path, caplog):
+    from openrouter_voice.router.catalog import validate_router_chain
+
+    router = make_router(["google/gemini-1.5-flash", "mistralai/mistral-7b-instruct", "openai/gpt-4o-mini"])
+    report = await validate_router_chain(router, Catalog(upstream.base_url, cache_dir=tmp_path),
+                                         today=dt.date(2026, 11, 24))
+    assert report is not None
+    assert [t.model for t in router.models] == ["mistralai/mistral-7b-instruct", "openai/gpt-4o-mini"]
+    assert "dropping google/gemini-1.5-flash" in caplog.text and "try google/gemini-2.5-flash" in caplog.text
+    assert not router.supports_tools(router.models[0])
+    assert router.supports_tools(router.models[1])
+
+
+async def test_validate_router_chain_offline_keeps_the_chain(make_router, tmp_path):
+    from openrouter_voice.router.catalog import validate_router_chain
+
+    router = make_router(["google/gemini-1.5-flash", "openai/gpt-4o-mini"])
+    report = await validate_router_chain(router, Catalog("http://127.0.0.1:9/api/v1", cache_dir=tmp_path,
+                                                         timeout=0.5))
+    assert report is None
+    assert [t.model for t in router.models] == ["google/gemini-1.5-flash", "openai/gpt-4o-mini"]

@@ -18,9 +18,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from .fallback import FallbackRouter
 
 logger = logging.getLogger("openrouter_voice.router")
 
@@ -252,4 +255,34 @@ def check_chain(chain: list[str], models: list[ModelInfo], *, need_tools: bool =
         if need_tools and not info.supports_tools:
             report.without_tools.append(model)
         report.kept.append(model)
+    return report
+
+
+async def validate_router_chain(router: FallbackRouter, catalog: Catalog, *,
+                                today: dt.date | None = None) -> ChainReport | None:
+    """Start-up check: drop unknown/expired ids from ``router``'s chain and record tool support.
+
+    Each dropped id is logged with a suggested replacement. If the catalog cannot be reached the
+    configured chain is kept as it is (returns None): offline, trust the configuration. If every
+    OpenRouter id would be dropped, the chain is kept too, so a stale catalog cannot silence the agent.
+
+    >>> report = await validate_router_chain(router, Catalog(router.base_url))  # doctest: +SKIP
+    """
+    try:
+        models = await catalog.models()
+    except CatalogUnavailableError as exc:
+        logger.warning("model catalog unavailable (%s); using the configured chain unchecked", exc)
+        return None
+    labels = [t.label for t in router.models]
+    report = check_chain(labels, models, need_tools=True, today=today)
+    for dropped in report.dropped:
+        hint = f"; try {dropped.replacement}" if dropped.replacement else ""
+        logger.warning("dropping %s from the chain: %s%s", dropped.model, dropped.reason, hint)
+    for warning in report.warnings:
+        logger.warning("%s", warning)
+    if report.kept:
+        router.set_models([t for t in router.models if t.label in report.kept])
+    else:
+        logger.error("no model of the chain is in the catalog; keeping it unchanged")
+    router.set_tool_support({label: label not in report.without_tools for label in labels})
     return report
