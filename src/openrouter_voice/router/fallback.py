@@ -527,6 +527,7 @@ class FallbackRouter:
                         turn.usage = turn.usage + done.usage
                     self.health.record_success(live.target.label)
                     self._log_attempt(attempt, live.index)
+                    self._note_passed_over(live.target, attempts)
                     result = Completion(
                         text="".join(turn.emitted), model=done.served_model, tool_calls=done.tool_calls,
                         usage=turn.usage, attempts=attempts, finish_reason=done.finish_reason, id=done.id,
@@ -565,6 +566,17 @@ class FallbackRouter:
                 "Fix: add credits at https://openrouter.ai/settings/credits or add a ':free' model to "
                 "OPENROUTER_FALLBACK_MODELS.", attempts)
         raise AllModelsFailedError(attempts, partial_text=partial)
+
+    def _note_passed_over(self, served: Target, attempts: list[Attempt]) -> None:
+        """Record chain models ahead of ``served`` that this turn never tried (cooling down)."""
+        tried = {a.target for a in attempts}
+        for target in self._models:
+            if target == served:
+                break
+            if target not in tried:
+                remaining = self.health.cooldown_remaining(target.label)
+                attempts.append(Attempt(target, Outcome.SKIPPED, error=(
+                    f"cooling down for {remaining:.0f}s after {self.health.reason(target.label) or 'a failure'}")))
 
     def _apply(self, target: Target, action: Action, reason: str, retry_after: float | None) -> None:
         label = target.label

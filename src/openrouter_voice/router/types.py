@@ -177,9 +177,8 @@ class Completion:
 
     @property
     def fell_back(self) -> bool:
-        """True when a model other than the first one tried served the reply."""
-        sent = [a for a in self.attempts if a.outcome is not Outcome.SKIPPED]
-        return len(sent) > 1
+        """True when the reply did not come from the head of the chain on its first try."""
+        return any(a.outcome is not Outcome.OK for a in self.attempts)
 
     @property
     def fallback_reason(self) -> str | None:

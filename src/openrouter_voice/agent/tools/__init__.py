@@ -1,0 +1,1 @@
+"""Tools of the assistant, framework-free: weather and spoken model names."""

@@ -1,0 +1,172 @@
+"""The LiveKit worker: Deepgram STT, Cartesia TTS, Silero VAD, LiveKit turn detection, our LLM.
+
+Run it with livekit's own subcommands through the package's console script::
+
+    openrouter-voice agent dev        # connect to LIVEKIT_URL, reload on change
+    openrouter-voice agent start      # production
+    openrouter-voice agent console    # talk to it from this terminal
+    openrouter-voice agent download-files
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, cli
+from livekit.agents.types import NOT_GIVEN
+from livekit.agents.voice.agent_session import SessionConnectOptions
+
+from ..config import ConfigError, Settings, load_settings
+from ..router.catalog import Catalog, validate_router_chain
+from .assistant import Assistant
+from .llm import OpenRouterLLM, TurnEvent
+from .tools.weather import WeatherClient
+
+logger = logging.getLogger("openrouter_voice.agent")
+
+# Subcommands that connect to a LiveKit server, and the settings each needs.
+_SERVER_COMMANDS = {"dev", "start", "connect"}
+_VOICE_SETTINGS = ("DEEPGRAM_API_KEY", "CARTESIA_API_KEY")
+_LIVEKIT_SETTINGS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+
+def missing_settings(settings: Settings, command: str) -> list[str]:
+    """The environment variables ``command`` needs that are not set (empty for download-files).
+
+    >>> missing_settings(load_settings(), "dev")  # doctest: +SKIP
+    ['LIVEKIT_URL', 'DEEPGRAM_API_KEY']
+    """
+    if command not in _SERVER_COMMANDS | {"console"}:
+        return []
+    values: dict[str, Any] = {
+        "LIVEKIT_URL": settings.livekit_url, "LIVEKIT_API_KEY": settings.livekit_api_key,
+        "LIVEKIT_API_SECRET": settings.livekit_api_secret, "DEEPGRAM_API_KEY": settings.deepgram_api_key,
+        "CARTESIA_API_KEY": settings.cartesia_api_key,
+    }
+    needed = _VOICE_SETTINGS + (_LIVEKIT_SETTINGS if command in _SERVER_COMMANDS else ())
+    return [name for name in needed if not values[name]]
+
+
+def load_turn_detection(loader: Callable[[], Any] | None = None) -> Any:
+    """LiveKit's offline turn detector, or ``"vad"`` endpointing (with one warning) if it cannot load.
+
+    The ``turn-detector`` plugin needs model files from a hub; ``inference.TurnDetector`` with the
+    ``v1-mini`` model ships its weights in livekit-local-inference and runs offline. Loading the
+    weights here (not at the first turn) means a broken install is found at start-up.
+    """
+
+    def default_loader() -> Any:
+        from livekit.agents.inference import TurnDetector
+        from livekit.local_inference import EOT
+
+        EOT()  # load the weights now: fail here, not mid-conversation
+        return TurnDetector(version="v1-mini")
+
+    try:
+        return (loader or default_loader)()
+    except Exception as exc:  # any failure to load means: endpoint on VAD silence instead
+        logger.warning("turn detector unavailable (%s: %s); falling back to VAD endpointing",
+                       type(exc).__name__, exc)
+        return "vad"
+
+
+def build_llm(settings: Settings) -> OpenRouterLLM:
+    """The session's LLM from settings (chain, key, timeouts, hedging, endpoints)."""
+    from ..router import FallbackRouter
+
+    return OpenRouterLLM(router=FallbackRouter(settings=settings, models=settings.chain()))
+
+
+def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM | None = None,
+                  stt: Any = None, tts: Any = None) -> AgentSession[None]:
+    """Assemble the voice pipeline. The router owns LLM retries, so the session's LLM max_retry is 0:
+    otherwise LiveKit re-sends a whole failed chain up to 3 more times per turn.
+    """
+    if stt is None:
+        from livekit.plugins import deepgram
+
+        stt = deepgram.STT(model="nova-3", api_key=settings.deepgram_api_key.get_secret_value()
+                           if settings.deepgram_api_key else NOT_GIVEN)
+    if tts is None:
+        from livekit.plugins import cartesia
+
+        tts = cartesia.TTS(api_key=settings.cartesia_api_key.get_secret_value()
+                           if settings.cartesia_api_key else None)
+    return AgentSession(
+        stt=stt, tts=tts, vad=vad, llm=llm or build_llm(settings),
+        turn_handling={"turn_detection": turn_detection},
+        conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0)),
+    )
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Load Silero VAD and the turn detector once per process, before jobs arrive."""
+    from livekit.plugins import silero
+
+    proc.userdata["vad"] = silero.VAD.load()
+    proc.userdata["turn_detection"] = load_turn_detection()
+
+
+server = AgentServer(setup_fnc=prewarm)
+
+
+@server.rtc_session()
+async def entrypoint(ctx: JobContext) -> None:
+    """One voice session per room."""
+    settings = load_settings()
+    or_llm = build_llm(settings)
+    await validate_router_chain(or_llm.router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
+    session = build_session(settings, vad=ctx.proc.userdata["vad"],
+                            turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
+
+    def on_turn(event: TurnEvent) -> None:
+        cost = f"${event.usage.cost:.6f}" if event.usage.cost is not None else "n/a"
+        logger.info("turn usage: model=%s tokens=%d cost=%s fallback=%s latency=%.2fs", event.model,
+                    event.usage.total_tokens, cost, event.fell_back, event.latency)
+
+    or_llm.on("turn_completed", on_turn)
+
+    async def summary() -> None:
+        logger.info("session summary: %s", or_llm.stats.summary())
+        await or_llm.aclose()
+
+    ctx.add_shutdown_callback(summary)
+    weather = WeatherClient(geocoding_url=settings.weather_geocoding_url, forecast_url=settings.weather_forecast_url)
+    await session.start(agent=Assistant(llm=or_llm, weather=weather), room=ctx.room)
+
+
+def run_worker(argv: list[str]) -> None:
+    """Run livekit's CLI (``dev``, ``start``, ``console``, ``download-files``...) with ``argv``.
+
+    Settings a subcommand needs are checked first and reported by name, instead of failing later.
+    """
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    command = next((a for a in argv if not a.startswith("-")), "")
+    missing = missing_settings(settings, command)
+    if missing:
+        print(f"Cannot run `agent {command}`: missing {', '.join(missing)}. Set them in .env or the "
+              "environment (see .env.example); `openrouter-voice doctor` checks them all.", file=sys.stderr)
+        raise SystemExit(2)
+    _export_for_plugins(settings)
+    sys.argv = ["openrouter-voice agent", *argv]
+    cli.run_app(server)
+
+
+def _export_for_plugins(settings: Settings) -> None:
+    """LiveKit and its plugins read some settings from os.environ; .env values must reach them too."""
+    import os
+
+    pairs = {
+        "LIVEKIT_URL": settings.livekit_url, "LIVEKIT_API_KEY": settings.livekit_api_key,
+        "LIVEKIT_API_SECRET": settings.livekit_api_secret.get_secret_value() if settings.livekit_api_secret else None,
+    }
+    for name, value in pairs.items():
+        if value and not os.environ.get(name):
+            os.environ[name] = value
