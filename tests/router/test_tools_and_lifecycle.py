@@ -122,7 +122,8 @@ async def test_connections_are_pooled_and_reused(upstream, make_router):
 async def test_other_openai_compatible_endpoint_in_chain(upstream, make_router):
     local_url = upstream.base_url.replace("/api/v1", "/v1")
     router = make_router(["a/primary", "gemma@local"], endpoints={"local": (local_url, None)},
-                         extra_body={"provider": {"sort": "latency"}})
+                         extra_body={"provider": {"sort": "latency"}},
+                         endpoint_options={"local": {"repeat_penalty": 1.3, "stop": ["\n\n"]}})
     upstream.script("a/primary", Script(status=502))
     upstream.script("gemma", Script(text="Local answer."))
     reply = await router.complete(USER)
@@ -130,6 +131,8 @@ async def test_other_openai_compatible_endpoint_in_chain(upstream, make_router):
     local_request = upstream.requests_for("gemma")[0]
     assert local_request.path == "/v1/chat/completions"
     assert "provider" not in local_request.body  # OpenRouter-only fields are not sent elsewhere
+    assert local_request.body["repeat_penalty"] == 1.3 and local_request.body["stop"] == ["\n\n"]
+    assert "repeat_penalty" not in upstream.requests_for("a/primary")[0].body
     headers = {k.lower() for k in local_request.headers}
     assert "authorization" not in headers and "x-title" not in headers
 

@@ -138,6 +138,7 @@ class FallbackRouter:
         total_timeout: hard bound on any one upstream call.
         max_reply_chars, max_tool_args_chars: size caps on one reply and on one tool call's arguments.
         endpoints: extra OpenAI-compatible endpoints by name, ``{"local": ("http://127.0.0.1:8080/v1", None)}``.
+        endpoint_options: extra request fields per endpoint name (e.g. sampling settings for a local model).
         health: share one :class:`HealthTracker` between routers to share what they learn.
         extra_body: fields added to every request (e.g. ``{"provider": {"sort": "latency"}}``).
     """
@@ -156,6 +157,7 @@ class FallbackRouter:
         app_name: str | None = None,
         app_url: str | None = None,
         endpoints: dict[str, tuple[str, str | None]] | None = None,
+        endpoint_options: dict[str, dict[str, Any]] | None = None,
         health: HealthTracker | None = None,
         http_client: httpx.AsyncClient | None = None,
         extra_body: dict[str, Any] | None = None,
@@ -199,6 +201,7 @@ class FallbackRouter:
         for name, (url, key) in (endpoints or {}).items():
             register_secret(key)
             self._endpoints[name] = (url, key)
+        self.endpoint_options = {name: dict(opts) for name, opts in (endpoint_options or {}).items()}
         self.health = health or HealthTracker()
         self.extra_body = dict(extra_body or {})
         self._owns_client = http_client is None
@@ -214,10 +217,16 @@ class FallbackRouter:
         """The chain, primary first (a copy)."""
         return list(self._models)
 
-    def add_endpoint(self, name: str, base_url: str, api_key: str | None = None) -> None:
-        """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to."""
+    def add_endpoint(self, name: str, base_url: str, api_key: str | None = None,
+                     options: dict[str, Any] | None = None) -> None:
+        """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to.
+
+        ``options`` are request fields sent only to this endpoint (they override the turn's own).
+        """
         register_secret(api_key)
         self._endpoints[name] = (base_url.rstrip("/"), api_key)
+        if options:
+            self.endpoint_options[name] = dict(options)
 
     def target(self, model: str | Target) -> Target:
         """Resolve a chain entry to a :class:`Target`; raises :class:`ConfigurationError` if unknown."""
@@ -372,6 +381,7 @@ class FallbackRouter:
             # OpenRouter-only fields would be rejected or misread by other servers.
             for key in ("models", "provider", "transforms", "plugins", "route", "session_id"):
                 request_body.pop(key, None)
+        request_body.update(self.endpoint_options.get(target.endpoint, {}))
         attempt = Attempt(target, Outcome.OK)
         turn.attempts.append(attempt)
         self.health.begin(target.label)

@@ -1,0 +1,182 @@
+"""``openrouter-voice chat``: the voice agent's brain in a terminal.
+
+The same :class:`Assistant` (instructions and tools) and :class:`OpenRouterLLM` run in a text-only
+LiveKit ``AgentSession``; replies stream to the terminal as they arrive. With no OpenRouter key the
+embedded local model answers instead, offline. Piped (``echo "hi" | openrouter-voice chat``) it
+prints only the answer on stdout; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import TextIO
+
+from livekit.agents import AgentSession
+from livekit.agents.voice import io
+from rich.console import Console
+from rich.markup import escape
+
+from ..agent import Assistant, OpenRouterLLM
+from ..agent.tools.weather import WeatherClient
+from ..config import Settings
+from ..router import FallbackRouter, Usage
+from ..router.catalog import Catalog, CatalogUnavailableError, validate_router_chain
+
+HELP = "commands: /info  /models [filter]  /switch NAME  /help  /quit"
+LOCAL_OPTIONS = {
+    # Gemma 3 270M is tiny: low temperature, a repeat penalty and stopping at the end of its first
+    # paragraph keep it on topic (it otherwise goes on to invent the next question itself).
+    "temperature": 0.3, "repeat_penalty": 1.3, "max_tokens": 120,
+    "stop": ["\n\n", "###", "\nUser", "\nUSER"],
+}
+
+
+class TerminalOutput(io.TextOutput):
+    """Prints the agent's text as it streams (LiveKit's transcription output for a text session)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(label="terminal", next_in_chain=None)
+        self.stream = stream
+        self.text = ""
+
+    async def capture_text(self, text: str) -> None:
+        self.text += text
+        self.stream.write(text)
+        self.stream.flush()
+
+    def flush(self) -> None:
+        if self.text and not self.text.endswith("\n"):
+            self.stream.write("\n")
+            self.stream.flush()
+        self.text = ""
+
+
+async def start_local(stack: contextlib.AsyncExitStack, console: Console, *, announce: bool) -> tuple[str, str] | None:
+    """Start the embedded model server (once per chat); returns (model label, base_url) or None."""
+    from ..local import INSTALL_HINT, LocalModelError, LocalModelServer, is_installed
+
+    if not is_installed():
+        if announce:
+            console.print(f"[red]No OPENROUTER_API_KEY and the local model is not installed.[/red] "
+                          f"Fix: set OPENROUTER_API_KEY (https://openrouter.ai/keys) or {escape(INSTALL_HINT)}")
+        return None
+    try:
+        with console.status("Starting the local model (Gemma 3 270M, llama.cpp)..."):
+            server = await stack.enter_async_context(LocalModelServer())
+    except LocalModelError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        return None
+    return f"{server.model}@local", server.base_url
+
+
+async def build_router(settings: Settings, stack: contextlib.AsyncExitStack, console: Console, *,
+                       local_only: bool, model: str | None) -> FallbackRouter | None:
+    """The chat's router: OpenRouter's chain (checked against the catalog) + local model last, or local only."""
+    offline = local_only or not settings.api_key
+    if offline:
+        local = await start_local(stack, console, announce=True)
+        if local is None:
+            return None
+        label, url = local
+        console.print(f"[yellow]No OPENROUTER_API_KEY: answering with the local model ({label.split('@')[0]}, "
+                      "offline, small and simple).[/yellow]" if not local_only else
+                      f"[yellow]Using only the local model ({label.split('@')[0]}).[/yellow]")
+        router = FallbackRouter(settings=settings, models=[label], endpoints={"local": (url, None)},
+                                endpoint_options={"local": LOCAL_OPTIONS}, hedge_after=None)
+        router.set_tool_support({label: False})  # a 270M model cannot call tools reliably
+        stack.push_async_callback(router.aclose)
+        return router
+    chain = settings.chain()
+    if model:
+        chain = [model, *[m for m in chain if m != model]]
+    router = FallbackRouter(settings=settings, models=chain)
+    stack.push_async_callback(router.aclose)
+    with console.status("Checking the model chain against OpenRouter's catalog..."):
+        await validate_router_chain(router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
+    if settings.local_fallback:
+        local = await start_local(stack, console, announce=False)
+        if local is not None:  # last resort if OpenRouter is unreachable
+            label, url = local
+            router.add_endpoint("local", url, options=LOCAL_OPTIONS)
+            router.set_models([*router.models, label])
+            router.set_tool_support({label: False})
+    return router
+
+
+def footer(llm: OpenRouterLLM) -> str:
+    completion = llm.last_completion
+    if completion is None:
+        return "[dim]no model answered[/dim]"
+    usage: Usage = completion.usage
+    cost = f"${usage.cost:.6f}" if usage.cost is not None else "cost n/a"
+    text = f"[dim]{escape(completion.model)} · {usage.prompt_tokens}+{usage.completion_tokens} tokens · {cost}"
+    if completion.fell_back and completion.fallback_reason:
+        text += f" · fallback: {escape(completion.fallback_reason)}"
+    return text + "[/dim]"
+
+
+async def show_models(settings: Settings, console: Console, name: str) -> None:
+    from .models import ModelFilter, filter_models, models_table
+
+    try:
+        found = await Catalog(settings.openrouter_base_url, api_key=settings.api_key).models()
+    except CatalogUnavailableError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        return
+    console.print(models_table(filter_models(found, ModelFilter(name or None, tools=True))[:20],
+                               chain=settings.chain()))
+
+
+async def run_chat(settings: Settings, *, message: str | None, model: str | None, local_only: bool,
+                   console: Console, out: Console, stdin: TextIO | None = None) -> int:
+    """Run the chat; returns the process exit code (0 answered, 1 only apologised, 2 cannot start)."""
+    stdin = stdin or sys.stdin
+    interactive = message is None and stdin.isatty()
+    if message is None and not interactive:
+        message = stdin.read().strip()
+        if not message:
+            console.print("[red]No question on stdin.[/red] Pipe one in, pass it as an argument, or run in a terminal.")
+            return 2
+    async with contextlib.AsyncExitStack() as stack:
+        router = await build_router(settings, stack, console, local_only=local_only, model=model)
+        if router is None:
+            return 2
+        llm = OpenRouterLLM(router=router)
+        session: AgentSession[None] = AgentSession(llm=llm)
+        printer = TerminalOutput(out.file)  # type: ignore[arg-type]
+        session.output.transcription = printer
+        weather = WeatherClient(geocoding_url=settings.weather_geocoding_url,
+                                forecast_url=settings.weather_forecast_url)
+        await session.start(Assistant(llm=llm, weather=weather,
+                                      catalog=Catalog(settings.openrouter_base_url, api_key=settings.api_key)))
+        stack.push_async_callback(session.aclose)
+        if message is not None:
+            await session.run(user_input=message)
+            console.print(footer(llm))
+            return 1 if llm.stats.apologies else 0
+        console.print(f"[bold]openrouter-voice chat[/bold] · primary {escape(llm.primary)} · {HELP}")
+        while True:
+            try:
+                line = (await asyncio.to_thread(input, "you> ")).strip()
+            except (EOFError, KeyboardInterrupt):
+                break
+            if not line:
+                continue
+            if line in ("/quit", "/exit"):
+                break
+            if line == "/help":
+                console.print(HELP)
+            elif line == "/info":
+                console.print(escape(await Assistant.get_model_info(session.current_agent)))  # type: ignore[arg-type]
+            elif line.startswith("/models"):
+                await show_models(settings, console, line.removeprefix("/models").strip())
+            elif line.startswith("/switch"):
+                answer = await Assistant.switch_model(session.current_agent, line.removeprefix("/switch").strip())  # type: ignore[arg-type]
+                console.print(escape(answer))
+            else:
+                await session.run(user_input=line)
+                console.print(footer(llm))
+        console.print(f"[dim]session: {escape(llm.stats.summary())}[/dim]")
+    return 0

@@ -1,0 +1,149 @@
+"""The ``openrouter-voice`` command: agent, chat, models, doctor.
+
+>>> # openrouter-voice chat            talk in text through the router and the agent's tools
+>>> # openrouter-voice agent dev       run the LiveKit voice worker (dev|start|console|download-files)
+>>> # openrouter-voice models --tools  OpenRouter's catalog, filtered
+>>> # openrouter-voice doctor          check every setting and say how to fix it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..config import ConfigError, Settings, load_settings
+from ..router.catalog import Catalog, CatalogUnavailableError
+from ..router.redact import RedactingFilter
+
+app = typer.Typer(
+    name="openrouter-voice",
+    help="A LiveKit voice agent whose brain is OpenRouter, behind a resilient fallback router.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def setup_logging(debug: bool) -> None:
+    """Log to stderr through a filter that masks secrets, whatever the level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("openrouter_voice").setLevel(logging.DEBUG if debug else logging.WARNING)
+    for noisy in ("httpx", "httpcore", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def agent(ctx: typer.Context) -> None:
+    """Run the LiveKit voice worker: dev | start | console | download-files (livekit's own subcommands)."""
+    settings = settings_or_exit()
+    setup_logging(settings.debug)
+    from ..agent.worker import run_worker
+
+    run_worker(list(ctx.args))
+
+
+@app.command()
+def chat(
+    message: Annotated[str | None, typer.Argument(help="Ask one question and exit (else read stdin or chat).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Put this model first in the chain.")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Use only the embedded local model.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every attempt.")] = False,
+) -> None:
+    """Chat in text through the same router, instructions and tools as the voice agent.
+
+    Interactive on a terminal (commands: /info, /models, /switch NAME, /quit); piped, it answers the
+    question on stdin and prints only the answer on stdout.
+    """
+    settings = settings_or_exit()
+    setup_logging(settings.debug)
+    if verbose:
+        logging.getLogger("openrouter_voice").setLevel(logging.INFO)
+    from .chat import run_chat
+
+    code = asyncio.run(run_chat(settings, message=message, model=model, local_only=local,
+                                console=console, out=out))
+    raise typer.Exit(code)
+
+
+@app.command()
+def models(
+    name: Annotated[str | None, typer.Argument(help="Substring of the id or name, e.g. 'gemini'.")] = None,
+    tools: Annotated[bool, typer.Option("--tools", help="Only models that support tool calling.")] = False,
+    max_price: Annotated[float | None, typer.Option("--max-price", help="Max prompt price, USD per M tokens.")] = None,
+    min_context: Annotated[int | None, typer.Option("--min-context", help="Minimum context length.")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ignore the on-disk cache.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="Show at most this many rows.")] = 50,
+) -> None:
+    """List OpenRouter's model catalog (cached on disk), cheapest first."""
+    from .models import ModelFilter, filter_models, models_table
+
+    settings = settings_or_exit()
+    setup_logging(settings.debug)
+    catalog = Catalog(settings.openrouter_base_url, api_key=settings.api_key)
+    try:
+        with console.status("Fetching the model catalog..."):
+            found = asyncio.run(catalog.models(refresh=refresh))
+    except CatalogUnavailableError as exc:
+        console.print(f"[red]{exc}[/red]\nFix: check the network, or OPENROUTER_BASE_URL.")
+        raise typer.Exit(1) from None
+    if catalog.stale:
+        console.print("[yellow]offline: showing the cached catalog[/yellow]")
+    chosen = filter_models(found, ModelFilter(name, tools, max_price, min_context))
+    out.print(models_table(chosen[:limit], chain=settings.chain()))
+    if len(chosen) > limit:
+        console.print(f"{len(chosen) - limit} more; use --limit or a filter")
+
+
+@app.command()
+def doctor() -> None:
+    """Check every setting and say exactly what is missing or wrong and how to fix it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .doctor import Status, run_checks
+
+    settings = settings_or_exit()
+    setup_logging(settings.debug)
+    with console.status("Checking key, catalog and settings..."):
+        checks = asyncio.run(run_checks(settings))
+    table = Table(title="openrouter-voice doctor")
+    table.add_column("")
+    table.add_column("what")
+    table.add_column("status")
+    table.add_column("fix")
+    marks = {Status.OK: "[green]✓[/green]", Status.WARN: "[yellow]![/yellow]", Status.FAIL: "[red]✗[/red]",
+             Status.INFO: "·"}
+    for check in checks:
+        table.add_row(marks[check.status], escape(check.area), escape(check.detail), escape(check.fix))
+    out.print(table)
+    failures = sum(c.status is Status.FAIL for c in checks)
+    out.print(f"{failures} problem(s) to fix" if failures else "all good")
+    raise typer.Exit(1 if failures else 0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

