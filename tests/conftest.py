@@ -41,3 +41,18 @@ async def make_router(upstream: ScriptedUpstream) -> AsyncIterator[Callable[...,
 
 
 USER = [{"role": "user", "content": "What's up?"}]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI configures logging globally; put it back so tests do not depend on their order."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    ours = logging.getLogger("openrouter_voice")
+    our_level = ours.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    ours.setLevel(our_level)
