@@ -13,6 +13,11 @@ from openrouter_voice.testing import ScriptedUpstream
 TEST_KEY = "sk-or-v1-test0123456789abcdefSECRET"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak-long", action="store_true", default=False,
+                     help="run the chaos soak at 200 sessions x 50 turns instead of 50 x 20")
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[ScriptedUpstream]:
     async with ScriptedUpstream() as up:

@@ -227,3 +227,15 @@ async def test_warmup_leaves_a_pooled_connection_and_sends_no_chat_request(upstr
     assert len(router._client._transport._pool.connections) == 1
     await router.complete(USER)
     assert len(router._client._transport._pool.connections) == 1  # the chat reused it
+
+
+async def test_closing_after_the_final_chunk_keeps_the_attempt_ok(upstream, make_router):
+    router = make_router(["a/x"])
+    stream = router.stream(USER)
+    async for chunk in stream:
+        if chunk.usage is not None:
+            break  # a consumer that stops at the final chunk, as LiveKit's does
+    await stream.aclose()
+    assert stream.result is not None
+    assert [a.outcome for a in stream.result.attempts] == [Outcome.OK]
+    assert not stream.result.fell_back

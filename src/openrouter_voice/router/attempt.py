@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from .errors import Action, ErrorInfo, classify
 from .redact import redact
@@ -79,6 +79,57 @@ def _failure(outcome: Outcome, message: str, action: Action, *, status: int | No
     return ErrorInfo(status=status, message=message, action=action, error_type=error_type)
 
 
+_closing: set[asyncio.Future[Any]] = set()  # strong references to clean-up tasks in flight
+
+
+async def close_response(response: httpx.Response,
+                         events: AsyncGenerator[ServerSentEvent, None] | None = None) -> None:
+    """Close an HTTP stream even if this task is being cancelled (again).
+
+    A second cancellation (our hedging cancel racing a deadline, or the caller cancelling while we
+    clean up) would otherwise interrupt ``aclose()`` and leave the upstream generating (and billing).
+    """
+    async def close() -> None:
+        # The SSE reader's generators first, so nothing is left for the garbage collector to finalise.
+        if events is not None:
+            with contextlib.suppress(Exception):
+                await events.aclose()
+        await response.aclose()
+
+    task = asyncio.ensure_future(close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+    await asyncio.shield(task)
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """``client.send`` in its own task, so it is cancelled exactly once.
+
+    httpcore closes a half-open connection when a send is cancelled, but a second cancellation
+    arriving during that clean-up (a deadline firing as a hedge is cancelled) interrupts it and the
+    socket stays open with the upstream still generating. Here only this function cancels the send
+    task, once, and a response that arrives after we gave up is closed too.
+    """
+    task = asyncio.ensure_future(client.send(request, stream=True))
+    try:
+        return await asyncio.shield(task)
+    except BaseException:
+        if not task.done():
+            task.cancel()
+        _closing.add(task)
+        task.add_done_callback(_close_late_response)
+        raise
+
+
+def _close_late_response(task: asyncio.Future[httpx.Response]) -> None:
+    _closing.discard(task)
+    if task.cancelled() or task.exception() is not None:
+        return
+    late = asyncio.ensure_future(task.result().aclose())
+    _closing.add(late)
+    late.add_done_callback(_closing.discard)
+
+
 async def _read_error_body(response: httpx.Response) -> Any:
     chunks: list[bytes] = []
     size = 0
@@ -126,10 +177,11 @@ async def stream_attempt(
     url = target.base_url.rstrip("/") + "/chat/completions"
     request = client.build_request("POST", url, json=body, headers=headers)
     response: httpx.Response | None = None
+    events: AsyncGenerator[ServerSentEvent, None] | None = None
     try:
         try:
             async with asyncio.timeout_at(deadline):
-                response = await client.send(request, stream=True)
+                response = await _send(client, request)
         except TimeoutError:
             raise fail(Outcome.FIRST_TOKEN_TIMEOUT, _failure(
                 Outcome.FIRST_TOKEN_TIMEOUT, f"no response headers within {deadlines.first_token:g}s",
@@ -261,11 +313,9 @@ async def stream_attempt(
                 deadline = min(loop.time() + deadlines.stall, hard_stop)
             elif finish_reason is not None:
                 deadline = min(loop.time() + deadlines.stall, hard_stop)
-    except asyncio.CancelledError:
-        raise
     finally:
         if response is not None:
-            await response.aclose()
+            await close_response(response, events)
 
     if not saw_done and finish_reason is None:
         raise fail(Outcome.BAD_RESPONSE, _failure(

@@ -511,6 +511,7 @@ class FallbackRouter:
                 continue
             live, first = raced
             attempt = live.attempt
+            finished = False
             try:
                 event: str | AttemptDone = first
                 events = live.events
@@ -546,6 +547,8 @@ class FallbackRouter:
                         sink.result = result
                     if result.fell_back:
                         logger.warning("served by fallback %s after: %s", live.target.label, result.fallback_reason)
+                    finished = True
+                    await live.events.aclose()
                     yield StreamChunk(model=done.served_model, tool_calls=done.tool_calls, usage=turn.usage,
                                       finish_reason=done.finish_reason)
                     return
@@ -555,9 +558,10 @@ class FallbackRouter:
             except AttemptFailed as failure:
                 self._record_failure(live, failure, turn)
             except (asyncio.CancelledError, GeneratorExit):
-                attempt.outcome = Outcome.CANCELLED
-                attempt.latency = loop.time() - live.sent_at
-                self.health.end_trial(live.target.label)
+                if not finished:  # closing after the final chunk is not a cancellation
+                    attempt.outcome = Outcome.CANCELLED
+                    attempt.latency = loop.time() - live.sent_at
+                    self.health.end_trial(live.target.label)
                 await live.events.aclose()
                 raise
 

@@ -1,0 +1,119 @@
+"""Chaos soak: many concurrent AgentSession conversations through random upstream faults.
+
+Every turn must end with exactly one assistant message: the intended reply, whole and unrepeated,
+or the apology. Afterwards no task, socket or stream may be left behind, and memory stays bounded.
+`pytest --soak-long` runs a longer soak (200 sessions x 50 turns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+import time
+
+import psutil
+import pytest
+from livekit.agents import AgentSession
+
+from openrouter_voice.agent import APOLOGY, Assistant, OpenRouterLLM
+from openrouter_voice.agent.llm import APOLOGY_AFTER_PARTIAL
+from openrouter_voice.router import FallbackRouter, HealthTracker
+from openrouter_voice.testing import ChaosScript, intended_reply
+from tests.conftest import TEST_KEY
+
+pytestmark = pytest.mark.slow
+MODELS = ["a/primary", "b/second", "c/third"]
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_chaos_soak(upstream, request):
+    long = request.config.getoption("--soak-long")
+    sessions, turns = (200, 50) if long else (int(os.environ.get("SOAK_SESSIONS", 50)), int(os.environ.get("SOAK_TURNS", 20)))
+    chaos = [ChaosScript(seed=seed, fault_rate=0.25) for seed in range(len(MODELS))]
+    for model, script in zip(MODELS, chaos, strict=True):
+        upstream.script(model, script)
+    # One health tracker shared by every session's router, as in one worker process.
+    health = HealthTracker(base_cooldown=0.2, max_cooldown=1.0)
+    fds_before = open_fds()
+    process = psutil.Process()
+    rss_samples: list[int] = []
+
+    async def sample_memory() -> None:
+        while True:
+            rss_samples.append(process.memory_info().rss)
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample_memory())
+    latencies: list[float] = []
+    outcomes = {"reply": 0, "apology": 0}
+    fallbacks = 0
+
+    async def conversation(n: int) -> None:
+        nonlocal fallbacks
+        router = FallbackRouter(models=MODELS, api_key=TEST_KEY, base_url=upstream.base_url, app_name="soak",
+                                first_token_timeout=0.3, stall_timeout=0.3, final_first_token_timeout=0.6,
+                                hedge_after=0.15, health=health, total_timeout=10)
+        llm = OpenRouterLLM(router=router)
+        try:
+            async with AgentSession(llm=llm) as session:
+                await session.start(Assistant(llm=llm))
+                history: list[dict[str, str]] = []
+                for turn in range(turns):
+                    text = f"session {n} turn {turn}: tell me something"
+                    history.append({"role": "user", "content": text})
+                    started = time.monotonic()
+                    result = await session.run(user_input=text)
+                    latencies.append(time.monotonic() - started)
+                    messages = [e.item for e in result.events if e.type == "message"]
+                    assert len(messages) == 1, f"turn {turn} of session {n}: {len(messages)} messages"
+                    said = messages[0].text_content or ""
+                    expected = intended_reply(history)
+                    if said == expected:
+                        outcomes["reply"] += 1
+                        history.append({"role": "assistant", "content": said})
+                    else:
+                        # Only the apology may replace a reply, after at most a prefix of it.
+                        assert said == APOLOGY or (said.endswith(APOLOGY_AFTER_PARTIAL) and
+                                                   expected.startswith(said.removesuffix(APOLOGY_AFTER_PARTIAL))), \
+                            said
+                        outcomes["apology"] += 1
+                        history.append({"role": "assistant", "content": said})
+            fallbacks += llm.stats.fallbacks
+        finally:
+            await llm.aclose()
+            await router.aclose()  # the LLM does not own a router it was given
+
+    started = time.monotonic()
+    await asyncio.gather(*(conversation(n) for n in range(sessions)))
+    elapsed = time.monotonic() - started
+    sampler.cancel()
+    faults = sum(c.injected.total() - c.injected["ok"] for c in chaos)
+    p50 = statistics.median(latencies)
+    p95 = statistics.quantiles(latencies, n=20)[18]
+    print(f"\nsoak: {sessions} sessions x {turns} turns = {len(latencies)} turns in {elapsed:.1f}s; "
+          f"faults injected {faults} ({dict(sum((c.injected for c in chaos), start=type(chaos[0].injected)()))}); "
+          f"replies {outcomes['reply']}, apologies {outcomes['apology']}, fallback turns {fallbacks}; "
+          f"turn latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+
+    assert len(latencies) == sessions * turns
+    assert faults >= sessions * turns * 0.2
+    assert outcomes["reply"] >= 0.95 * sessions * turns  # three models rarely all fail in one turn
+    assert fallbacks > 0
+    # Nothing left behind: streams, tasks, sockets; memory bounded.
+    await asyncio.sleep(0.3)
+    assert upstream.open_streams == 0
+    # (the scripted server's idle keep-alive handlers are the server's, not ours)
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+                and "web_protocol" not in repr(t)]
+    assert leftover == [], leftover[:5]
+    gc.collect()
+    assert open_fds() <= fds_before + 2
+    # Bounded memory: once every session is up, more turns must not mean more memory.
+    half = len(rss_samples) // 2
+    growth_mb = (max(rss_samples[half:]) - max(rss_samples[:half])) / 2**20
+    assert growth_mb < 64, f"RSS grew by {growth_mb:.0f} MB in the second half of the soak"
