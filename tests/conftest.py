@@ -61,3 +61,23 @@ def _restore_logging():
     root.handlers[:] = handlers
     root.setLevel(level)
     ours.setLevel(our_level)
+
+
+@pytest.fixture(autouse=True)
+def _stay_on_this_machine(monkeypatch):
+    """Fail any test that tries to resolve a host other than loopback: tests talk to 127.0.0.1 only."""
+    import socket
+
+    real = socket.getaddrinfo
+    reached: list[str] = []
+
+    def guarded(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if host is not None and name not in ("localhost", "::1") and not name.startswith("127."):
+            reached.append(name)
+            raise OSError(f"tests must not leave this machine (tried {name})")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+    yield
+    assert reached == [], f"the test tried to reach {reached}"

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         default=2.0, validation_alias=AliasChoices("OPENROUTER_FIRST_TOKEN_TIMEOUT", "first_token_timeout"),
     )
     stall_timeout: float = Field(
-        default=2.5, validation_alias=AliasChoices("OPENROUTER_STALL_TIMEOUT", "stall_timeout"),
+        default=1.5, validation_alias=AliasChoices("OPENROUTER_STALL_TIMEOUT", "stall_timeout"),
     )
     # If the model has no first token after this long, also ask the next one (0 turns hedging off).
     hedge_after: float = Field(
@@ -180,7 +180,7 @@ _ENV_NAMES = {
 }
 _FIXES = {
     "OPENROUTER_FIRST_TOKEN_TIMEOUT": "set it to seconds, e.g. OPENROUTER_FIRST_TOKEN_TIMEOUT=2.0",
-    "OPENROUTER_STALL_TIMEOUT": "set it to seconds, e.g. OPENROUTER_STALL_TIMEOUT=2.5",
+    "OPENROUTER_STALL_TIMEOUT": "set it to seconds, e.g. OPENROUTER_STALL_TIMEOUT=1.5",
     "OPENROUTER_DEBUG": "use true or false",
     "OPENROUTER_HEDGE_AFTER": "set it to seconds, e.g. OPENROUTER_HEDGE_AFTER=1.0, or 0 to turn hedging off",
     "OPENROUTER_VOICE_ENDPOINTS": (

@@ -15,6 +15,8 @@ from openrouter_voice.config import load_settings
 @pytest.fixture
 def env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
+    # Building a session prewarms the LLM (a GET on the base URL): keep it on this machine.
+    monkeypatch.setenv("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1")
     for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch

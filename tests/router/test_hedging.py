@@ -51,3 +51,15 @@ async def test_no_hedge_when_primary_answers_in_time(upstream, make_router):
     upstream.script("a/fast", Script(text="Fast.", ttft=0.02))
     await make_router(["a/fast", "b/backup"], hedge_after=0.3).complete(USER)
     assert [r.model for r in upstream.requests] == ["a/fast"]
+
+
+async def test_hedge_budget_limits_hedging_when_everything_is_slow(upstream, make_router):
+    # An overloaded upstream: every model is slow. Hedging all 20 requests would double the load.
+    upstream.script("a/slow", Script(text="Slow primary.", ttft=0.4))
+    upstream.script("b/slow", Script(text="Slow backup.", ttft=0.4))
+    router = make_router(["a/slow", "b/slow"], hedge_after=0.1, hedge_budget=0.1, first_token_timeout=2.0)
+    replies = await asyncio.gather(*(router.complete(USER) for _ in range(20)))
+    assert all(r.text for r in replies)
+    hedged = sum(1 for r in upstream.requests if r.model == "b/slow")
+    assert 1 <= hedged <= 2  # 10% of 20 in flight
+    assert router._in_flight == 0 and router._hedges_in_flight == 0

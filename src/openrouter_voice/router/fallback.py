@@ -25,6 +25,7 @@ chain (that would try the same broken model twice per turn), which raises :class
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -135,6 +136,8 @@ class FallbackRouter:
         stall_timeout: longest silence between tokens once a reply is streaming.
         hedge_after: if the model has no first token after this many seconds, also ask the next
             model and keep whichever speaks first (the slower one is cancelled). None disables it.
+        hedge_budget: at most this share of the requests in flight may hedge at once (at least one),
+            so a slow, overloaded upstream is not sent twice the traffic.
         total_timeout: hard bound on any one upstream call.
         max_reply_chars, max_tool_args_chars: size caps on one reply and on one tool call's arguments.
         endpoints: extra OpenAI-compatible endpoints by name, ``{"local": ("http://127.0.0.1:8080/v1", None)}``.
@@ -153,6 +156,7 @@ class FallbackRouter:
         stall_timeout: float | None = None,
         final_first_token_timeout: float = 10.0,
         hedge_after: float | None = None,
+        hedge_budget: float = 0.1,
         total_timeout: float = 90.0,
         app_name: str | None = None,
         app_url: str | None = None,
@@ -178,12 +182,15 @@ class FallbackRouter:
         self.first_token_timeout = float(
             first_token_timeout if first_token_timeout is not None else (cfg.first_token_timeout if cfg else 2.0))
         self.stall_timeout = float(
-            stall_timeout if stall_timeout is not None else (cfg.stall_timeout if cfg else 2.5))
+            stall_timeout if stall_timeout is not None else (cfg.stall_timeout if cfg else 1.5))
         self.final_first_token_timeout = max(float(final_first_token_timeout), self.first_token_timeout)
         self.total_timeout = float(total_timeout)
         if hedge_after is None and cfg is not None:
             hedge_after = cfg.hedge_after
         self.hedge_after = float(hedge_after) if hedge_after else None
+        self.hedge_budget = hedge_budget
+        self._in_flight = 0  # requests being served now (for the hedge budget)
+        self._hedges_in_flight = 0
         # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
         self.max_reply_chars = max_reply_chars
         self.max_tool_args_chars = max_tool_args_chars
@@ -445,6 +452,7 @@ class FallbackRouter:
         racers: dict[asyncio.Task[str | AttemptDone], _Live] = {
             asyncio.ensure_future(anext(live.events)): live}
         hedged = self.hedge_after is None
+        hedges = 0
         try:
             while racers:
                 timeout = None
@@ -457,13 +465,18 @@ class FallbackRouter:
                     while queue and not self._viable(queue[0][1], turn):
                         index, skipped = queue.popleft()
                         turn.attempts.append(Attempt(skipped, Outcome.SKIPPED, error="endpoint unusable"))
-                    if queue:
+                    # Hedge budget: when everything is slow (an overloaded upstream), hedging every
+                    # request would double the load; only a share of the requests in flight may hedge.
+                    budget = max(1, int(self.hedge_budget * self._in_flight))
+                    if queue and self._hedges_in_flight < budget:
                         index, target = queue.popleft()
                         last = not any(self._viable(t, turn) for _, t in queue)
                         hedge = self._launch(target, index, turn, last=last)
                         logger.info("hedging: %s has no first token after %.2fs, also asking %s",
                                     live.target.label, self.hedge_after, target.label)
                         racers[asyncio.ensure_future(anext(hedge.events))] = hedge
+                        hedges += 1
+                        self._hedges_in_flight += 1
                     continue
                 for task in sorted(done, key=lambda t: racers[t].index):
                     racer = racers.pop(task)
@@ -482,6 +495,8 @@ class FallbackRouter:
         except BaseException:
             await self._cancel(racers, lost_to=None)
             raise
+        finally:
+            self._hedges_in_flight -= hedges
 
     async def _run(
         self,
@@ -490,13 +505,25 @@ class FallbackRouter:
         attempts: list[Attempt],
         sink: RouterStream | None = None,
     ) -> AsyncGenerator[StreamChunk, None]:
-        loop = asyncio.get_running_loop()
         plan = self._plan(needs_tools=bool(body.get("tools")))
         for target in self._models:
             if target not in plan:
                 attempts.append(Attempt(target, Outcome.SKIPPED, error=f"excluded: {self.health.reason(target.label)}"))
         turn = _Turn(messages, body, attempts)
         queue: deque[tuple[int, Target]] = deque(enumerate(plan))
+        self._in_flight += 1
+        try:
+            # aclosing: a consumer that stops early must close the attempt's HTTP stream now, not at GC.
+            async with contextlib.aclosing(self._turn(turn, queue, sink)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self._in_flight -= 1
+
+    async def _turn(self, turn: _Turn, queue: deque[tuple[int, Target]],
+                    sink: RouterStream | None) -> AsyncGenerator[StreamChunk, None]:
+        loop = asyncio.get_running_loop()
+        attempts = turn.attempts
 
         while queue:
             index, target = queue.popleft()
@@ -546,7 +573,10 @@ class FallbackRouter:
                     if sink is not None:
                         sink.result = result
                     if result.fell_back:
-                        logger.warning("served by fallback %s after: %s", live.target.label, result.fallback_reason)
+                        # A failure this turn is news; passing over a model already known to be cooling is not.
+                        failed_now = any(a.outcome not in (Outcome.OK, Outcome.SKIPPED) for a in attempts)
+                        logger.log(logging.WARNING if failed_now else logging.INFO, "served by fallback %s after: %s",
+                                   live.target.label, result.fallback_reason)
                     finished = True
                     await live.events.aclose()
                     yield StreamChunk(model=done.served_model, tool_calls=done.tool_calls, usage=turn.usage,

@@ -1,0 +1,1 @@
+"""Failover benchmark: this router vs LiveKit's FallbackAdapter, LiteLLM's Router and a naive loop."""
