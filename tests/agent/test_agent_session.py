@@ -8,6 +8,7 @@ from livekit.agents import AgentSession
 from livekit.agents.metrics import LLMMetrics
 
 from openrouter_voice.agent import APOLOGY, FallbackEvent
+from openrouter_voice.agent.llm import APOLOGY_AFTER_PARTIAL
 from openrouter_voice.testing import Script
 
 
@@ -121,13 +122,27 @@ async def test_all_models_failing_gives_the_apology_and_the_session_recovers(mak
         apology = result.expect.next_event().is_message(role="assistant").event().item
         assert apology.text_content == APOLOGY
         result.expect.no_more_events()
+        # The session's default LLM max_retry is 3: LiveKit must not have re-sent the failed chain.
+        assert [r.model for r in kit.upstream.requests] == ["a/one", "b/two"]
         kit.llm.router.health.reset()  # the upstream recovered; don't wait out the cooldown
         result = await session.run(user_input="Hello again?")
         message = result.expect.next_event().is_message(role="assistant").event().item
         assert message.text_content == "I'm back."
     assert kit.llm.stats.apologies == 1 and kit.llm.stats.turns == 2
-    # LiveKit did not retry the failed chain on top of the router: one request per model.
-    assert [r.model for r in kit.upstream.requests][:2] == ["a/one", "b/two"]
+    assert [r.model for r in kit.upstream.requests] == ["a/one", "b/two", "a/one"]
+
+
+async def test_failure_after_some_words_ends_with_one_short_apology_not_a_repeat(make_agent):
+    kit = make_agent(["a/one", "b/two"])
+    kit.upstream.script("a/one", Script(text="The capital of Australia is Canberra, not Sydney.", error_after_tokens=4))
+    kit.upstream.script("b/two", Script(status=503))
+    async with AgentSession(llm=kit.llm) as session:
+        await session.start(kit.assistant())
+        result = await session.run(user_input="What's the capital of Australia?")
+        message = result.expect.next_event().is_message(role="assistant").event().item
+        result.expect.no_more_events()
+    assert message.text_content == "The capital of Australia" + APOLOGY_AFTER_PARTIAL
+    assert [r.model for r in kit.upstream.requests] == ["a/one", "b/two"]
 
 
 async def test_metrics_carry_served_model_and_real_usage(make_agent):

@@ -9,8 +9,9 @@ Drop it into any session, like livekit-plugins-openai's ``openai.LLM``:
 The router owns fallback, deadlines and retries. LiveKit's own ``LLMStream`` retry (up to
 ``conn_options.max_retry`` re-runs of ``_run`` on a retryable ``APIError``) would re-send whole
 chains and, after text was spoken, duplicate it; so this stream never raises a retryable error,
-disables retry once output was sent, and when every model fails it speaks a short apology instead
-of raising: an unrecoverable LLM error would otherwise leave the session silent (livekit/agents#6009).
+disables retry once output was sent, and when every model fails (or anything else breaks) it speaks
+a short apology instead of raising: an unrecoverable LLM error would otherwise leave the session
+silent (livekit/agents#6009).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from livekit.agents import APIConnectOptions, llm
+from livekit.agents import APIConnectionError, APIConnectOptions, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
@@ -34,6 +35,7 @@ from ..router import (
     FallbackRouter,
     InsufficientCreditsError,
     RouterError,
+    RouterStream,
     Target,
     Usage,
 )
@@ -198,7 +200,7 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
             self.emit("fallback", FallbackEvent(completion.model, reason,
                                                 [a.describe() for a in completion.attempts]))
         cost = f"${completion.usage.cost:.6f}" if completion.usage.cost is not None else "n/a"
-        logger.info("turn: model=%s prompt=%d completion=%d cost=%s fallback=%s", completion.model,
+        logger.debug("turn: model=%s prompt=%d completion=%d cost=%s fallback=%s", completion.model,
                     completion.usage.prompt_tokens, completion.usage.completion_tokens, cost, completion.fell_back)
         self.emit("turn_completed", TurnEvent(completion.model, completion.usage, completion.fell_back,
                                               apologised, time.monotonic() - started))
@@ -231,16 +233,17 @@ class OpenRouterLLMStream(llm.LLMStream):
 
     async def _run(self) -> None:
         started = time.monotonic()
-        messages, _ = self._chat_ctx.to_provider_format("openai")
-        tool_schemas = llm.ToolContext(self._tools).parse_function_tools("openai", strict=False)
         chunk_id = f"orv-{uuid.uuid4().hex[:12]}"
-        router = self._orllm.router
-        stream = router.stream(messages, tools=tool_schemas or None,
-                               tool_choice=self._tool_choice if tool_schemas else None,
-                               parallel_tool_calls=self._parallel_tool_calls if tool_schemas else None,
-                               **self._extra)
+        stream: RouterStream | None = None
         spoke = False
         try:
+            messages, _ = self._chat_ctx.to_provider_format("openai")
+            tool_schemas = llm.ToolContext(self._tools).parse_function_tools("openai", strict=False)
+            stream = self._orllm.router.stream(
+                messages, tools=tool_schemas or None,
+                tool_choice=self._tool_choice if tool_schemas else None,
+                parallel_tool_calls=self._parallel_tool_calls if tool_schemas else None,
+                **self._extra)
             async for chunk in stream:
                 if chunk.text:
                     spoke = True
@@ -258,24 +261,35 @@ class OpenRouterLLMStream(llm.LLMStream):
                         completion_tokens=chunk.usage.completion_tokens, prompt_tokens=chunk.usage.prompt_tokens,
                         prompt_cached_tokens=chunk.usage.cached_tokens,
                         reasoning_tokens=chunk.usage.reasoning_tokens, total_tokens=chunk.usage.total_tokens)))
-            self._orllm._record(stream.result, apologised=False, started=started)
-        except RouterError as exc:
+        except Exception as exc:  # any failure becomes the apology: no turn ends in silence
             self._apologise(exc, spoke=spoke, started=started)
+        else:
+            # Outside the try: a failing event listener must not turn a whole answer into an apology.
+            self._orllm._record(stream.result, apologised=False, started=started)
         finally:
-            await stream.aclose()
+            if stream is not None:
+                await stream.aclose()
 
-    def _apologise(self, exc: RouterError, *, spoke: bool, started: float) -> None:
+    def _apologise(self, exc: Exception, *, spoke: bool, started: float) -> None:
         if isinstance(exc, AuthenticationError | InsufficientCreditsError):
             logger.error("%s", exc)  # says what to fix; the user hears the apology
         elif isinstance(exc, AllModelsFailedError):
             logger.error("every model failed this turn: %s", exc)
-        else:
+        elif isinstance(exc, RouterError):
             logger.error("turn failed: %s", exc)
+        else:
+            # A bug, not an upstream failure: keep the traceback (router messages are redacted, this is ours).
+            logger.exception("turn failed unexpectedly")
         if self._orllm.apology is None:
-            from livekit.agents import APIConnectionError
-
-            raise APIConnectionError(str(exc), retryable=False) from None
+            # Never retryable: the router already tried the whole chain, and LiveKit re-running _run
+            # would re-send it (up to max_retry more times) or repeat text already spoken.
+            raise APIConnectionError(_describe(exc), retryable=False) from None
         text = APOLOGY_AFTER_PARTIAL if spoke else self._orllm.apology
         self._event_ch.send_nowait(llm.ChatChunk(
             id=f"orv-apology-{uuid.uuid4().hex[:8]}", delta=llm.ChoiceDelta(role="assistant", content=text)))
         self._orllm._record(None, apologised=True, started=started)
+
+
+def _describe(exc: Exception) -> str:
+    # Router messages are redacted; anything else is named by type only, so no key can leak.
+    return str(exc) if isinstance(exc, RouterError) else f"unexpected {type(exc).__name__} in OpenRouterLLM"

@@ -21,6 +21,7 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from ..config import ConfigError, Settings, load_settings
 from ..router.catalog import Catalog, validate_router_chain
+from ..router.redact import RedactingFilter
 from .assistant import Assistant
 from .llm import OpenRouterLLM, TurnEvent
 from .tools.weather import WeatherClient
@@ -106,8 +107,41 @@ def prewarm(proc: JobProcess) -> None:
     """Load Silero VAD and the turn detector once per process, before jobs arrive."""
     from livekit.plugins import silero
 
+    redact_process_logs()
     proc.userdata["vad"] = silero.VAD.load()
     proc.userdata["turn_detection"] = load_turn_detection()
+
+
+def redact_process_logs() -> None:
+    """Mask secrets in every log record of this (job) process.
+
+    Job processes ship their records to the worker through livekit's queue handler, which the
+    worker prints without our filter; filtering here, where the router and the LLM run, covers them.
+    """
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def log_usage(or_llm: OpenRouterLLM) -> Callable[[], None]:
+    """Log every turn's usage as it completes; returns the function that logs the session summary.
+
+    >>> summarise = log_usage(or_llm)  # doctest: +SKIP
+    >>> summarise()                    # at session end: turns, tokens, cost, models, fallbacks
+    """
+
+    def on_turn(event: TurnEvent) -> None:
+        cost = f"${event.usage.cost:.6f}" if event.usage.cost is not None else "n/a"
+        logger.info("turn usage: model=%s prompt=%d completion=%d cost=%s fallback=%s apology=%s latency=%.2fs",
+                    event.model, event.usage.prompt_tokens, event.usage.completion_tokens, cost, event.fell_back,
+                    event.apologised, event.latency)
+
+    or_llm.on("turn_completed", on_turn)
+
+    def summarise() -> None:
+        logger.info("session summary: %s", or_llm.stats.summary())
+
+    return summarise
 
 
 server = AgentServer(setup_fnc=prewarm)
@@ -121,19 +155,13 @@ async def entrypoint(ctx: JobContext) -> None:
     await validate_router_chain(or_llm.router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
     session = build_session(settings, vad=ctx.proc.userdata["vad"],
                             turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
+    summarise = log_usage(or_llm)
 
-    def on_turn(event: TurnEvent) -> None:
-        cost = f"${event.usage.cost:.6f}" if event.usage.cost is not None else "n/a"
-        logger.info("turn usage: model=%s tokens=%d cost=%s fallback=%s latency=%.2fs", event.model,
-                    event.usage.total_tokens, cost, event.fell_back, event.latency)
-
-    or_llm.on("turn_completed", on_turn)
-
-    async def summary() -> None:
-        logger.info("session summary: %s", or_llm.stats.summary())
+    async def end_of_session() -> None:
+        summarise()
         await or_llm.aclose()
 
-    ctx.add_shutdown_callback(summary)
+    ctx.add_shutdown_callback(end_of_session)
     weather = WeatherClient(geocoding_url=settings.weather_geocoding_url, forecast_url=settings.weather_forecast_url)
     await session.start(agent=Assistant(llm=or_llm, weather=weather), room=ctx.room)
 
@@ -155,8 +183,21 @@ def run_worker(argv: list[str]) -> None:
               "environment (see .env.example); `openrouter-voice doctor` checks them all.", file=sys.stderr)
         raise SystemExit(2)
     _export_for_plugins(settings)
+    _hand_logging_to_livekit()
     sys.argv = ["openrouter-voice agent", *argv]
     cli.run_app(server)
+
+
+def _hand_logging_to_livekit() -> None:
+    """livekit's CLI installs its own root handler: drop ours (else every line prints twice), and let
+    the agent's per-turn usage and session summaries through even when the rest of the package is quiet.
+    """
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if any(isinstance(f, RedactingFilter) for f in handler.filters):
+            root.removeHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.INFO)
 
 
 def _export_for_plugins(settings: Settings) -> None:
