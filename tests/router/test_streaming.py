@@ -141,3 +141,13 @@ async def test_usage_totals_include_failed_attempts_that_billed(upstream, make_r
     assert reply.usage.prompt_tokens == 30
     assert reply.usage.cost == pytest.approx(0.003)
     assert reply.attempts[0].usage is not None and reply.attempts[0].usage.cost == pytest.approx(0.001)
+
+
+def test_router_and_testing_never_import_livekit():
+    import subprocess
+    import sys
+
+    code = ("import sys, openrouter_voice.router, openrouter_voice.testing, openrouter_voice.router.catalog;"
+            "print(sorted(m for m in sys.modules if m.startswith('livekit')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
