@@ -68,6 +68,19 @@ async def test_last_model_gets_the_longer_final_deadline(upstream, make_router):
     assert reply.text == "Slow but sure."
 
 
+async def test_last_model_may_pause_longer_than_the_stall_timeout(upstream, make_router):
+    # A local model on a busy CPU pauses between tokens; on the last model, cutting the pause could
+    # only end in an apology, so it gets the final deadline instead of the stall timeout.
+    upstream.script("a/slow-drip", Script(text="One two three.", ttft=0.05, tokens_per_second=2))
+    router = make_router(["a/slow-drip"], stall_timeout=0.2, final_first_token_timeout=2.0)
+    reply = await router.complete(USER)
+    assert reply.text == "One two three." and reply.attempts[0].outcome is Outcome.OK
+    # Not last: the same pauses are a stall and the backup continues the reply.
+    upstream.script("b/backup", Script(text="Backup.", ttft=0.05))
+    reply = await make_router(["a/slow-drip", "b/backup"], stall_timeout=0.2).complete(USER)
+    assert reply.attempts[0].outcome is Outcome.STALL and reply.model == "b/backup"
+
+
 async def test_error_after_text_continues_on_next_model_with_prefill(upstream, make_router):
     upstream.script("a/primary", Script(text=FULL, error_after_tokens=5))
     upstream.script("b/backup", continuing_backup())

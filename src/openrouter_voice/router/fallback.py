@@ -133,7 +133,9 @@ class FallbackRouter:
         first_token_timeout: seconds from sending a request to the first content token before the
             next model is tried; keep-alive comments do not count. The last model tried gets
             ``final_first_token_timeout`` instead, since cutting it off could only end in silence.
-        stall_timeout: longest silence between tokens once a reply is streaming.
+        stall_timeout: longest silence between tokens once a reply is streaming. The last model
+            tried may pause up to ``final_first_token_timeout`` (a slow local model on a busy CPU
+            is better than an apology in mid-sentence).
         hedge_after: if the model has no first token after this many seconds, also ask the next
             model and keep whichever speaks first (the slower one is cancelled). None disables it.
         hedge_budget: at most this share of the requests in flight may hedge at once (at least one),
@@ -371,7 +373,8 @@ class FallbackRouter:
     def _launch(self, target: Target, index: int, turn: _Turn, *, last: bool) -> _Live:
         """Send the request for ``target`` (the stream opens on first iteration)."""
         first_token = self.final_first_token_timeout if last else self.first_token_timeout
-        deadlines = Deadlines(first_token=first_token, stall=self.stall_timeout, total=self.total_timeout,
+        stall = max(self.stall_timeout, self.final_first_token_timeout) if last else self.stall_timeout
+        deadlines = Deadlines(first_token=first_token, stall=stall, total=self.total_timeout,
                               max_text_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars)
         partial = "".join(turn.emitted)
         request_body: dict[str, Any] = {
