@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import psutil
 import pytest
 
@@ -50,10 +50,10 @@ def local_server(_local_extra: None) -> Iterator[LocalModelServer]:
         yield server
 
 
-def stream_chat(server: LocalModelServer, **body: Any) -> tuple[httpx.Response, list[str]]:
+def stream_chat(server: LocalModelServer, **body: Any) -> tuple[httpx2.Response, list[str]]:
     """POST a streamed chat request; returns the response and its SSE ``data:`` payloads."""
     body = {"model": server.model, "messages": FRANCE, "stream": True, "max_tokens": 48, "temperature": 0, **body}
-    with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=120) as response:
+    with httpx2.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=120) as response:
         data = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
     return response, data
 
@@ -102,7 +102,7 @@ def test_model_is_assembled_atomically_into_a_chosen_cache_dir(tmp_path: Path, m
 def test_server_lists_its_model(local_server: LocalModelServer) -> None:
     assert local_server.base_url.startswith("http://127.0.0.1:") and local_server.base_url.endswith("/v1")
     assert local_server.model == "gemma-3-270m"
-    models = httpx.get(f"{local_server.base_url}/models", timeout=10).json()
+    models = httpx2.get(f"{local_server.base_url}/models", timeout=10).json()
     assert [m["id"] for m in models["data"]] == ["gemma-3-270m"]
 
 
@@ -131,7 +131,7 @@ def test_include_usage_is_accepted_but_no_usage_chunk_comes(local_server: LocalM
     assert response.status_code == 200 and data[-1] == "[DONE]"
     assert text_of(data).strip()
     assert not any(json.loads(d).get("usage") for d in data[:-1])  # llama-cpp-python 0.3.36 ignores it
-    reply = httpx.post(f"{local_server.base_url}/chat/completions", timeout=120,
+    reply = httpx2.post(f"{local_server.base_url}/chat/completions", timeout=120,
                        json={"model": local_server.model, "messages": FRANCE, "max_tokens": 16}).json()
     assert reply["usage"]["completion_tokens"] > 0  # a non-streamed reply does count tokens
 
@@ -158,7 +158,7 @@ async def test_async_with_serves_and_stops() -> None:
         pid = server.pid
         assert pid is not None
         body = {"model": server.model, "messages": FRANCE, "stream": True, "max_tokens": 16, "temperature": 0}
-        async with httpx.AsyncClient(timeout=120) as client, \
+        async with httpx2.AsyncClient(timeout=120) as client, \
                 client.stream("POST", f"{server.base_url}/chat/completions", json=body) as response:
             lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
@@ -214,7 +214,7 @@ def test_environment_cannot_redirect_or_lock_the_server(monkeypatch: pytest.Monk
     monkeypatch.setenv("HOST", "0.0.0.0")
     monkeypatch.setenv("API_KEY", "not-for-the-local-model")
     with LocalModelServer(startup_timeout=60) as server:
-        assert httpx.get(f"{server.base_url}/models", timeout=10).status_code == 200
+        assert httpx2.get(f"{server.base_url}/models", timeout=10).status_code == 200
 
 
 @slow_local

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
+import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +25,17 @@ async def test_oversized_reply_is_cut_and_the_next_model_answers(upstream, make_
     assert reply.attempts[0].outcome is Outcome.BAD_RESPONSE
     assert "longer than 1000 characters" in (reply.attempts[0].error or "")
     assert len(reply.text) < 1000 + len("Short answer.") + 10
+
+
+async def test_a_single_sse_event_over_a_megabyte_is_refused(upstream, make_router):
+    # One endless "data:" line would otherwise grow in memory until the total timeout.
+    blob = json.dumps({"choices": [{"index": 0, "delta": {"content": "x" * 1_200_000}}]})
+    upstream.script("a/huge", Script(raw_events=[blob]))
+    upstream.script("b/ok", Script(text="Fine."))
+    reply = await make_router(["a/huge", "b/ok"], max_reply_chars=10_000_000).complete(USER)
+    assert reply.model == "b/ok" and reply.text == "Fine."
+    assert reply.attempts[0].outcome is Outcome.BAD_RESPONSE
+    assert "malformed stream" in (reply.attempts[0].error or "")
 
 
 async def test_total_timeout_bounds_a_slow_drip(upstream, make_router):
@@ -54,12 +65,12 @@ async def test_html_error_page_instead_of_json(upstream, make_router):
 
 
 async def test_json_body_with_http_200_instead_of_sse(make_router):
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"error": {"code": 503, "message": "no capacity"}})
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={"error": {"code": 503, "message": "no capacity"}})
 
     router = FallbackRouter(models=["a/x"], api_key="k", base_url="http://upstream.test/api/v1",
                             first_token_timeout=1, stall_timeout=1, app_name="t",
-                            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+                            http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
     with pytest.raises(AllModelsFailedError, match="no capacity"):
         await router.complete(USER)
 
@@ -81,11 +92,11 @@ _fragments = st.sampled_from([
 def test_any_byte_stream_ends_in_done_or_a_typed_failure(pieces):
     body = b"".join(pieces)
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
     async def run() -> None:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
             target = Target("a/x", "openrouter", "http://upstream.test/api/v1")
             texts: list[str] = []
             try:

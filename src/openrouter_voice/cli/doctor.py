@@ -14,7 +14,7 @@ import enum
 import importlib.util
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 
 from ..config import Settings
 from ..router.catalog import Catalog, CatalogUnavailableError, check_chain
@@ -37,7 +37,7 @@ class Check:
     fix: str = ""
 
 
-async def check_key(settings: Settings, client: httpx.AsyncClient) -> list[Check]:
+async def check_key(settings: Settings, client: httpx2.AsyncClient) -> list[Check]:
     """Validity and credit of OPENROUTER_API_KEY via ``/api/v1/key``."""
     key = settings.api_key
     if not key:
@@ -46,7 +46,7 @@ async def check_key(settings: Settings, client: httpx.AsyncClient) -> list[Check
     try:
         response = await client.get(f"{settings.openrouter_base_url}/key",
                                     headers={"Authorization": f"Bearer {key}"})
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         return [Check("OPENROUTER_API_KEY", Status.WARN,
                       f"could not reach {settings.openrouter_base_url} ({type(exc).__name__}); key not verified",
                       "check the network or OPENROUTER_BASE_URL")]
@@ -154,7 +154,7 @@ def check_turn_detector() -> list[Check]:
 
 async def run_checks(settings: Settings, *, catalog: Catalog | None = None) -> list[Check]:
     """Run every check and return the report lines in display order."""
-    async with httpx.AsyncClient(timeout=5.0) as client:
+    async with httpx2.AsyncClient(timeout=5.0) as client:
         checks = await check_key(settings, client)
         catalog = catalog or Catalog(settings.openrouter_base_url, api_key=settings.api_key, http_client=client)
         checks += await check_chain_against_catalog(settings, catalog)

@@ -40,7 +40,7 @@ def setup_logging(debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("openrouter_voice").setLevel(logging.DEBUG if debug else logging.WARNING)
-    for noisy in ("httpx", "httpcore", "asyncio"):
+    for noisy in ("httpx2", "httpcore2", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

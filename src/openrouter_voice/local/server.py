@@ -18,7 +18,7 @@ What the server does with the parts of a request the router may send:
 * A new request interrupts the one being generated (one model, one request at a time).
 
 >>> with LocalModelServer() as server:  # doctest: +SKIP
-...     httpx.post(f"{server.base_url}/chat/completions",
+...     httpx2.post(f"{server.base_url}/chat/completions",
 ...                json={"model": server.model, "messages": [{"role": "user", "content": "Hi"}]})
 >>> async with LocalModelServer() as server:  # doctest: +SKIP
 ...     router = FallbackRouter(models=[f"{server.model}@local"], endpoints={"local": (server.base_url, None)})
@@ -45,7 +45,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-import httpx
+import httpx2
 
 MODEL_ALIAS = "gemma-3-270m"
 """The model id the server reports in ``/v1/models`` and in every reply."""
@@ -290,9 +290,9 @@ class LocalModelServer:
             for _attempt in range(3):
                 self._spawn(path)
                 deadline = time.monotonic() + self.startup_timeout
-                with httpx.Client(timeout=2.0, trust_env=False) as client:
+                with httpx2.Client(timeout=2.0, trust_env=False) as client:
                     while self._check_alive(deadline) == "wait":
-                        with contextlib.suppress(httpx.HTTPError):
+                        with contextlib.suppress(httpx2.HTTPError):
                             if self._ready(client.get(f"{self.base_url}/models")):
                                 return self
                         time.sleep(0.1)
@@ -308,9 +308,9 @@ class LocalModelServer:
             for _attempt in range(3):
                 self._spawn(path)
                 deadline = time.monotonic() + self.startup_timeout
-                async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+                async with httpx2.AsyncClient(timeout=2.0, trust_env=False) as client:
                     while self._check_alive(deadline) == "wait":
-                        with contextlib.suppress(httpx.HTTPError):
+                        with contextlib.suppress(httpx2.HTTPError):
                             if self._ready(await client.get(f"{self.base_url}/models")):
                                 return self
                         await asyncio.sleep(0.1)
@@ -366,7 +366,7 @@ class LocalModelServer:
             raise LocalModelError(f"the local model server did not answer within {self.startup_timeout:g}s{tail}")
         return "wait"
 
-    def _ready(self, response: httpx.Response) -> bool:
+    def _ready(self, response: httpx2.Response) -> bool:
         if response.status_code != 200:
             return False
         with contextlib.suppress(ValueError, LookupError, TypeError):

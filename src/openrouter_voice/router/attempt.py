@@ -16,10 +16,10 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-import httpx
-from httpx_sse import EventSource, ServerSentEvent, SSEError
+import httpx2
+from httpx2 import EventSource, ServerSentEvent, SSEError
 
 from .errors import Action, ErrorInfo, classify
 from .redact import redact
@@ -82,7 +82,7 @@ def _failure(outcome: Outcome, message: str, action: Action, *, status: int | No
 _closing: set[asyncio.Future[Any]] = set()  # strong references to clean-up tasks in flight
 
 
-async def close_response(response: httpx.Response,
+async def close_response(response: httpx2.Response,
                          events: AsyncGenerator[ServerSentEvent, None] | None = None) -> None:
     """Close an HTTP stream even if this task is being cancelled (again).
 
@@ -102,7 +102,7 @@ async def close_response(response: httpx.Response,
     await asyncio.shield(task)
 
 
-async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+async def _send(client: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.Response:
     """``client.send`` in its own task, so it is cancelled exactly once.
 
     httpcore closes a half-open connection when a send is cancelled, but a second cancellation
@@ -121,7 +121,7 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Resp
         raise
 
 
-def _close_late_response(task: asyncio.Future[httpx.Response]) -> None:
+def _close_late_response(task: asyncio.Future[httpx2.Response]) -> None:
     _closing.discard(task)
     if task.cancelled() or task.exception() is not None:
         return
@@ -130,7 +130,7 @@ def _close_late_response(task: asyncio.Future[httpx.Response]) -> None:
     late.add_done_callback(_closing.discard)
 
 
-async def _read_error_body(response: httpx.Response) -> Any:
+async def _read_error_body(response: httpx2.Response) -> Any:
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -147,7 +147,7 @@ async def _read_error_body(response: httpx.Response) -> Any:
 
 
 async def stream_attempt(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     target: Target,
     body: dict[str, Any],
     headers: dict[str, str],
@@ -176,7 +176,7 @@ async def stream_attempt(
 
     url = target.base_url.rstrip("/") + "/chat/completions"
     request = client.build_request("POST", url, json=body, headers=headers)
-    response: httpx.Response | None = None
+    response: httpx2.Response | None = None
     events: AsyncGenerator[ServerSentEvent, None] | None = None
     try:
         try:
@@ -186,7 +186,7 @@ async def stream_attempt(
             raise fail(Outcome.FIRST_TOKEN_TIMEOUT, _failure(
                 Outcome.FIRST_TOKEN_TIMEOUT, f"no response headers within {deadlines.first_token:g}s",
                 Action.COOLDOWN)) from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise fail(Outcome.CONNECTION_ERROR, _failure(
                 Outcome.CONNECTION_ERROR, f"{type(exc).__name__}: {redact(str(exc))[:200]}",
                 Action.COOLDOWN)) from None
@@ -195,7 +195,7 @@ async def stream_attempt(
             try:
                 async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
                     payload = await _read_error_body(response)
-            except (TimeoutError, httpx.HTTPError):
+            except (TimeoutError, httpx2.HTTPError):
                 payload = None
             info = classify(response.status_code, payload,
                             retry_after_header=response.headers.get("retry-after"))
@@ -207,7 +207,7 @@ async def stream_attempt(
             try:
                 async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
                     payload = await _read_error_body(response)
-            except (TimeoutError, httpx.HTTPError):
+            except (TimeoutError, httpx2.HTTPError):
                 payload = None
             if isinstance(payload, dict) and payload.get("error"):
                 raise fail(Outcome.STREAM_ERROR, classify(200, payload, in_stream=True))
@@ -215,7 +215,9 @@ async def stream_attempt(
                 Outcome.BAD_RESPONSE, f"expected an SSE stream, got content-type {content_type!r}",
                 Action.COOLDOWN))
 
-        events = EventSource(response).aiter_sse()
+        # httpx2's parser refuses any single event over 1 MB: no reply chunk is that big.
+        # (its __aiter__ is an async generator: we aclose() it to release the connection at once)
+        events = cast(AsyncGenerator[ServerSentEvent, None], aiter(EventSource(response)))
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -236,7 +238,10 @@ async def stream_attempt(
                         Action.COOLDOWN)) from None
                 raise fail(Outcome.STALL, _failure(
                     Outcome.STALL, f"stream stalled for {deadlines.stall:g}s", Action.COOLDOWN)) from None
-            except (httpx.HTTPError, SSEError) as exc:
+            except SSEError as exc:
+                raise fail(Outcome.BAD_RESPONSE, _failure(
+                    Outcome.BAD_RESPONSE, f"malformed stream: {redact(str(exc))[:200]}", Action.COOLDOWN)) from None
+            except httpx2.HTTPError as exc:
                 raise fail(Outcome.CONNECTION_ERROR, _failure(
                     Outcome.CONNECTION_ERROR,
                     f"stream broke: {type(exc).__name__}: {redact(str(exc))[:200]}",
@@ -248,7 +253,7 @@ async def stream_attempt(
             if data.strip() == "[DONE]":
                 saw_done = True
                 # Read to the end of the body so the connection goes back to the pool warm.
-                with contextlib.suppress(TimeoutError, httpx.HTTPError, SSEError):
+                with contextlib.suppress(TimeoutError, httpx2.HTTPError, SSEError):
                     async with asyncio.timeout(0.05):
                         async for _ in events:
                             pass

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 
 if TYPE_CHECKING:
     from .fallback import FallbackRouter
@@ -111,7 +111,7 @@ class Catalog:
 
     def __init__(self, base_url: str = "https://openrouter.ai/api/v1", *, api_key: str | None = None,
                  cache_dir: Path | None = None, ttl: float = DEFAULT_TTL, timeout: float = 5.0,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx2.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.ttl = ttl
@@ -134,7 +134,7 @@ class Catalog:
             return cached[0]
         try:
             payload = await self._fetch()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx2.HTTPError, ValueError) as exc:
             stale = self._read_cache(max_age=None)
             if stale is None:
                 raise CatalogUnavailableError(
@@ -158,7 +158,7 @@ class Catalog:
         if self._client is not None:
             response = await self._client.get(url, headers=headers, timeout=self.timeout)
         else:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
+            async with httpx2.AsyncClient(timeout=self.timeout) as client:
                 response = await client.get(url, headers=headers)
         response.raise_for_status()
         return response.json()

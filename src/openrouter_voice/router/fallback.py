@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-import httpx
+import httpx2
 
 from ..config import OPENROUTER_BASE_URL, Settings, load_settings
 from .attempt import AttemptDone, AttemptFailed, Deadlines, stream_attempt
@@ -56,13 +56,13 @@ logger = logging.getLogger("openrouter_voice.router")
 OPENROUTER = "openrouter"
 
 
-def _http_client(max_connections: int) -> httpx.AsyncClient:
+def _http_client(max_connections: int) -> httpx2.AsyncClient:
     # Pooled keep-alive connections: a warm TLS connection saves ~100 ms of a voice turn.
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                           keepalive_expiry=60.0)
     # Deadlines are enforced by the router per attempt; these are only backstops.
-    timeout = httpx.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
-    return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+    timeout = httpx2.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
+    return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
 
 
 @dataclass(slots=True)
@@ -165,7 +165,7 @@ class FallbackRouter:
         endpoints: dict[str, tuple[str, str | None]] | None = None,
         endpoint_options: dict[str, dict[str, Any]] | None = None,
         health: HealthTracker | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         extra_body: dict[str, Any] | None = None,
         max_connections: int = 1000,
         max_reply_chars: int = 200_000,
@@ -663,7 +663,7 @@ class FallbackRouter:
                 async with asyncio.timeout(5.0):
                     response = await self._client.get(target.base_url + path, headers=headers)
                     await response.aread()
-            except (TimeoutError, httpx.HTTPError) as exc:
+            except (TimeoutError, httpx2.HTTPError) as exc:
                 logger.debug("warm-up of %s failed: %s", target.endpoint, type(exc).__name__)
 
     async def aclose(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 GEOCODING_URL = "https://geocoding-api.open-meteo.com/v1/search"
 FORECAST_URL = "https://api.open-meteo.com/v1/forecast"
@@ -56,7 +56,7 @@ class WeatherClient:
     """Looks a place up, then its current conditions. Base URLs are configurable for tests."""
 
     def __init__(self, *, geocoding_url: str = GEOCODING_URL, forecast_url: str = FORECAST_URL,
-                 timeout: float = 4.0, http_client: httpx.AsyncClient | None = None) -> None:
+                 timeout: float = 4.0, http_client: httpx2.AsyncClient | None = None) -> None:
         self.geocoding_url = geocoding_url
         self.forecast_url = forecast_url
         self.timeout = timeout
@@ -67,11 +67,11 @@ class WeatherClient:
             if self._client is not None:
                 response = await self._client.get(url, params=params, timeout=self.timeout)
             else:
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
+                async with httpx2.AsyncClient(timeout=self.timeout) as client:
                     response = await client.get(url, params=params)
             response.raise_for_status()
             return response.json()
-        except (httpx.HTTPError, ValueError):
+        except (httpx2.HTTPError, ValueError):
             raise WeatherError("I couldn't reach the weather service right now. Please try again shortly.") from None
 
     async def current(self, location: str) -> WeatherReport:
