@@ -1,19 +1,41 @@
 # Two commands for newcomers: `make chat` (the main job) and `make test` (the test suite).
-# Each creates .venv and installs what it needs; pip caches the llama.cpp build, so only the
-# very first install compiles it.
+# Each creates .venv and installs what it needs; the llama.cpp build is kept beside pip's cache, so
+# only the very first install compiles it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test lint bench clean
+.PHONY: chat test lint bench clean llama-wheel
+
+# llama.cpp (the 'local' extra) is built once into a wheel kept beside pip's cache, for any x86-64 with
+# AVX2 rather than -march=native: a native build uses AMX where the build machine advertises it and then
+# crashes (SIGSEGV in ldtilecfg) on VMs that advertise AMX without enabling it, or on another CPU that
+# reuses the cached wheel. pip's own wheel cache ignores CMAKE_ARGS, so it cannot keep the two apart.
+LLAMA := $(shell sed -n 's/.*"\(llama-cpp-python\)\[server\]\(==[0-9.]*\)".*/\1\2/p' pyproject.toml)
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+endif
+PIP_CACHE := $(or $(shell $(PYTHON) -m pip cache dir 2>/dev/null),$(HOME)/.cache/pip)
+WHEELS := $(PIP_CACHE)/openrouter-voice/$(subst ==,-,$(LLAMA))-$(ARCH)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[$*]'
+	$(if $(findstring local,$*),$(MAKE) --no-print-directory llama-wheel)
+	$(BIN)/pip install --quiet --find-links '$(WHEELS)' -e '.[$*]'
 	touch $@
+
+llama-wheel: | $(BIN)/python
+	@ls '$(WHEELS)'/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	  echo "building $(LLAMA) once (about 4 minutes on 2 cores) into $(WHEELS)"; \
+	  rm -rf '$(WHEELS).tmp' && mkdir -p '$(WHEELS).tmp' && \
+	  CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip wheel --quiet --no-deps --no-cache-dir '$(LLAMA)' -w '$(WHEELS).tmp' && \
+	  mv '$(WHEELS).tmp' '$(WHEELS)'; }
 
 chat: $(VENV)/.installed-local
 	$(BIN)/openrouter-voice chat $(ARGS)
