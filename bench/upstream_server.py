@@ -1,8 +1,19 @@
 """The scripted upstream in its own process, with a small control API for the benchmark.
 
-POST /_control/script  {"model": {Script fields} | [..] | {"continue": FULL_TEXT, ...}}
-POST /_control/reset   forget scripts and records
-GET  /_control/requests  [[model, t_received, last_message_role], ...]
+``python -m bench.upstream_server`` serves :class:`ScriptedUpstream` (unchanged: this
+module only subclasses it) on 127.0.0.1, plus a control API. Each benchmark process works in its
+own *lane*: its models are named ``<lane>/primary`` and ``<lane>/backup`` and the control calls
+take ``?lane=<lane>``, so lanes run side by side without touching each other's scripts.
+
+POST /_control/script    {model: spec}: forget the lane's scripts and records, then script each model.
+                         spec: {Script fields} | [{..}, ..] (one per request, the last repeats) |
+                         {"continue": FULL, ..} (honours prefill: continues FULL after the assistant's
+                         partial reply) | {"phases": [{"for": seconds, ..}, .., {..}]} (changes with time,
+                         e.g. 429 until its Retry-After has passed, then healthy)
+GET  /_control/requests  the lane's calls: [[model, received_at (CLOCK_MONOTONIC), request tag], ..]
+
+The benchmark tags each request's user message with ``[r<n>]``, so every upstream call (retries,
+hedges, background recovery probes) is counted against the request that caused it.
 """
 
 from __future__ import annotations
@@ -10,64 +21,99 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from openrouter_voice.testing import Script, ScriptedUpstream
 
+TAG = re.compile(r"\[r(-?\d+)\]")
 
-def continuing(full: str, **fields: Any) -> Any:
+
+def continuing(full: str, **fields: Any) -> Callable[[dict[str, Any]], Script]:
     """A model that honours prefill: it continues ``full`` after whatever the assistant already said."""
 
     def script(body: dict[str, Any]) -> Script:
         messages = body.get("messages") or []
         last = messages[-1] if messages else {}
-        if last.get("role") == "assistant" and full.startswith(str(last.get("content", ""))):
-            return Script(text=full[len(str(last["content"])):], **fields)
+        said = str(last.get("content") or "") if last.get("role") == "assistant" else ""
+        if said and full.startswith(said):
+            return Script(text=full[len(said):], **fields)
         return Script(text=full, **fields)
 
     return script
+
+
+def phased(phases: list[dict[str, Any]]) -> Callable[[dict[str, Any]], Script]:
+    """A model whose behaviour changes with time since it was scripted (each phase lasts ``for`` seconds)."""
+    started = time.monotonic()
+    ends, scripts, elapsed = [], [], 0.0
+    for phase in phases:
+        phase = dict(phase)
+        elapsed += float(phase.pop("for", float("inf")))
+        ends.append(elapsed)
+        scripts.append(Script(**phase))
+
+    def script(body: dict[str, Any]) -> Script:
+        now = time.monotonic() - started
+        return next((s for end, s in zip(ends, scripts, strict=True) if now < end), scripts[-1])
+
+    return script
+
+
+def tag_of(body: dict[str, Any]) -> int | None:
+    match = TAG.search(json.dumps(body.get("messages") or []))
+    return int(match.group(1)) if match else None
 
 
 class BenchUpstream(ScriptedUpstream):
     def _app(self) -> web.Application:
         app = super()._app()
         app.router.add_post("/_control/script", self._control_script)
-        app.router.add_post("/_control/reset", self._control_reset)
         app.router.add_get("/_control/requests", self._control_requests)
-        app.router.add_get("/v1/models", self._models)
         return app
 
+    def _forget(self, lane: str) -> None:
+        """Forget the scripts and records of one lane's models (``lane/...``), leaving other lanes alone."""
+        prefix = lane + "/"
+        self.requests[:] = [r for r in self.requests if not r.model.startswith(prefix)]
+        for model in [m for m in self._scripts if m.startswith(prefix)]:
+            del self._scripts[model]
+            self._counters.pop(model, None)
+
     async def _control_script(self, request: web.Request) -> web.Response:
+        self._forget(request.query["lane"])
         for model, spec in (await request.json()).items():
             if isinstance(spec, list):
                 self.script(model, [Script(**s) for s in spec])
             elif "continue" in spec:
                 spec = dict(spec)
                 self.script(model, continuing(spec.pop("continue"), **spec))
+            elif "phases" in spec:
+                self.script(model, phased(spec["phases"]))
             else:
                 self.script(model, Script(**spec))
         return web.json_response({"ok": True})
 
-    async def _control_reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"ok": True})
-
     async def _control_requests(self, request: web.Request) -> web.Response:
-        return web.json_response([[r.model, r.received_at, (r.messages[-1].get("role") if r.messages else None)]
-                                  for r in self.requests])
+        prefix = request.query["lane"] + "/"
+        return web.json_response([[r.model, r.received_at, tag_of(r.body)] for r in self.requests
+                                  if r.model.startswith(prefix)])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser = argparse.ArgumentParser(prog="python -m bench.upstream_server")
+    parser.add_argument("--port", type=int, default=0, help="0 = any free port (printed as 'ready PORT')")
     args = parser.parse_args()
-    upstream = BenchUpstream(port=args.port)
+    upstream = BenchUpstream(host="127.0.0.1", port=args.port)
 
     async def serve() -> None:
         await upstream.start()
-        print("ready", flush=True)
+        print(f"ready {upstream.port}", flush=True)
         await asyncio.Event().wait()  # until the benchmark terminates this process
 
     with contextlib.suppress(KeyboardInterrupt):
