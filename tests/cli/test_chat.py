@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -58,6 +59,15 @@ def test_fallback_is_shown_with_its_reason(env, up):
     assert result.stdout.strip() == "Backup here."
     assert "fallback" in result.stderr and "429" in result.stderr
     assert "50+2 tokens" in result.stderr and "$0.000120" in result.stderr
+
+
+def test_a_stream_without_usage_shows_tokens_as_unknown_not_zero(env, up):
+    up.script("google/gemini-2.5-flash-lite", Script(raw_events=[
+        json.dumps({"choices": [{"index": 0, "delta": {"content": "No usage here."}}]}),
+        json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}), "[DONE]"]))
+    result = chat("Hi")
+    assert result.stdout.strip() == "No usage here."
+    assert "tokens n/a" in result.stderr and "0+0" not in result.stderr
 
 
 def test_model_option_puts_that_model_first(env, up):

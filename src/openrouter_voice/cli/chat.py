@@ -111,7 +111,9 @@ def footer(llm: OpenRouterLLM) -> str:
         return "[dim]no model answered[/dim]"
     usage: Usage = completion.usage
     cost = f"${usage.cost:.6f}" if usage.cost is not None else "cost n/a"
-    text = f"[dim]{escape(completion.model)} · {usage.prompt_tokens}+{usage.completion_tokens} tokens · {cost}"
+    # Some endpoints (the local model among them) send no usage in a stream: unknown is not zero.
+    tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage.total_tokens else "tokens n/a"
+    text = f"[dim]{escape(completion.model)} · {tokens} · {cost}"
     if completion.fell_back and completion.fallback_reason:
         text += f" · fallback: {escape(completion.fallback_reason)}"
     return text + "[/dim]"
