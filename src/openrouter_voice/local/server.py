@@ -269,6 +269,14 @@ class LocalModelServer:
         """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def crashed(self) -> str | None:
+        """Why the server stopped if it died on its own (e.g. ``"killed by SIGSEGV; rebuild ..."``), else None."""
+        process = self._process
+        if process is None or process.poll() is None:
+            return None
+        return self._exit(process.returncode)
+
     def command(self, model: Path, port: int, lifeline: int) -> list[str]:
         """The command line that serves ``model`` on ``port``; the server exits when ``lifeline`` (a
         pipe's read end) reaches EOF."""
