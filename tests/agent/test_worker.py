@@ -8,7 +8,7 @@ import pytest
 from livekit.agents import AgentSession
 
 from openrouter_voice.agent import OpenRouterLLM
-from openrouter_voice.agent.worker import build_session, load_turn_detection, missing_settings, run_worker
+from openrouter_voice.agent.worker import build_llm, build_session, load_turn_detection, missing_settings, run_worker
 from openrouter_voice.config import load_settings
 
 
@@ -75,6 +75,13 @@ async def test_session_components_come_from_settings_and_llm_retries_are_off(env
     assert [t.model for t in session.llm.router.models] == ["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"]
     assert session.conn_options.llm_conn_options.max_retry == 0
     await session.llm.aclose()
+    assert session.llm.router._client.is_closed  # the session's end closes its connections
+
+
+async def test_the_worker_llm_closes_its_router(env):
+    or_llm = build_llm(load_settings())
+    await or_llm.aclose()
+    assert or_llm.router._client.is_closed
 
 
 async def test_the_loaded_turn_detector_is_the_one_the_session_uses(env):

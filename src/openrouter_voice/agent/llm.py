@@ -91,6 +91,7 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         models: the chain, primary first (default: OPENROUTER_DEFAULT_MODEL + OPENROUTER_FALLBACK_MODELS).
         api_key, base_url, first_token_timeout: as for :class:`FallbackRouter` (defaults from the environment).
         router: use this router instead of building one (shared health, custom endpoints).
+        owns_router: whether :meth:`aclose` closes the router too (default: only one it built).
         temperature, max_completion_tokens, parallel_tool_calls, tool_choice: request options.
         apology: what the user hears when every model fails (None to raise instead).
 
@@ -106,6 +107,7 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         base_url: str | None = None,
         first_token_timeout: float | None = None,
         router: FallbackRouter | None = None,
+        owns_router: bool | None = None,
         temperature: NotGivenOr[float] = NOT_GIVEN,
         max_completion_tokens: NotGivenOr[int] = NOT_GIVEN,
         parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
@@ -116,7 +118,7 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         super().__init__()
         self._router = router or FallbackRouter(models=models, api_key=api_key, base_url=base_url,
                                                 first_token_timeout=first_token_timeout)
-        self._owns_router = router is None
+        self._owns_router = router is None if owns_router is None else owns_router
         self._opts: dict[str, Any] = dict(extra_body or {})
         if is_given(temperature):
             self._opts["temperature"] = temperature

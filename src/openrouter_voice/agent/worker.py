@@ -78,7 +78,8 @@ def build_llm(settings: Settings) -> OpenRouterLLM:
     """The session's LLM from settings (chain, key, timeouts, hedging, endpoints)."""
     from ..router import FallbackRouter
 
-    return OpenRouterLLM(router=FallbackRouter(settings=settings, models=settings.chain()))
+    # The session's LLM owns its router: closing it at the end of the session closes the connections.
+    return OpenRouterLLM(router=FallbackRouter(settings=settings, models=settings.chain()), owns_router=True)
 
 
 def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM | None = None,
