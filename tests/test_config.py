@@ -13,7 +13,8 @@ from openrouter_voice.config import DEFAULT_MODEL, ConfigError, load_settings, v
 def clean_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no stray .env
     for name in ("OPENROUTER_API_KEY", "OPENROUTER_DEFAULT_MODEL", "OPENROUTER_FALLBACK_MODELS",
-                 "OPENROUTER_FIRST_TOKEN_TIMEOUT", "OPENROUTER_BASE_URL", "OPENROUTER_VOICE_ENDPOINTS"):
+                 "OPENROUTER_FIRST_TOKEN_TIMEOUT", "OPENROUTER_BASE_URL", "OPENROUTER_VOICE_ENDPOINTS",
+                 "OPENROUTER_APP_NAME", "OPENROUTER_APP_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -48,6 +49,9 @@ def test_chain_drops_duplicates(monkeypatch):
     ("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini,not a model", "comma list"),
     ("OPENROUTER_BASE_URL", "openrouter.ai", "https://openrouter.ai/api/v1"),
     ("OPENROUTER_VOICE_ENDPOINTS", "{broken", "JSON"),
+    ("OPENROUTER_APP_NAME", "Café Voice", "plain ASCII"),
+    ("OPENROUTER_APP_URL", "https://exämple.com", "percent-encode"),
+    ("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini,llama3.2@ollama", "OPENROUTER_VOICE_ENDPOINTS='{\"ollama\""),
 ])
 def test_bad_values_name_the_variable_and_the_fix(monkeypatch, variable, value, fix):
     monkeypatch.setenv(variable, value)
@@ -72,6 +76,18 @@ def test_endpoints_json(monkeypatch):
     settings = load_settings()
     assert settings.endpoints["ollama"].base_url == "http://127.0.0.1:11434/v1"
     assert settings.chain()[-1] == "llama3.2@ollama"
+
+
+def test_an_endpoint_key_is_masked_and_never_taken_from_a_stray_env_var(monkeypatch):
+    from openrouter_voice.router.redact import redact
+
+    monkeypatch.setenv("API_KEY", "stray-generic-key-from-elsewhere")
+    monkeypatch.setenv("OPENROUTER_VOICE_ENDPOINTS", '{"a": {"base_url": "http://127.0.0.1:1/v1"}, '
+                                                     '"b": {"base_url": "http://127.0.0.1:2/v1", '
+                                                     '"api_key": "endpointSECRET4242"}}')
+    settings = load_settings()
+    assert settings.endpoints["a"].api_key is None
+    assert redact("upstream said: bad key endpointSECRET4242") == "upstream said: bad key ***"
 
 
 @settings(max_examples=300, deadline=None)

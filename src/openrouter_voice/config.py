@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -46,11 +46,29 @@ def validate_model_id(value: str, *, variable: str = "model id") -> str:
     )
 
 
-class EndpointConfig(BaseSettings):
+class EndpointConfig(BaseModel):  # not BaseSettings: a stray API_KEY in the environment must not fill it
     """An extra OpenAI-compatible endpoint that models in the chain can name as ``model@name``."""
 
     base_url: str
     api_key: SecretStr | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _mask(cls, value: SecretStr | None) -> SecretStr | None:
+        # Masked in every log line and error, like the OpenRouter key.
+        return _registered(value)
+
+
+def _registered(value: SecretStr | None) -> SecretStr | None:
+    """Empty means unset; anything else is registered with the log/error redactor."""
+    if value is None or not value.get_secret_value().strip():
+        return None
+    # Imported here: the router package imports this module for its defaults.
+    from .router.redact import register_secret
+
+    secret = value.get_secret_value().strip()
+    register_secret(secret)
+    return SecretStr(secret)
 
 
 class Settings(BaseSettings):
@@ -145,14 +163,30 @@ class Settings(BaseSettings):
     @field_validator("openrouter_api_key", "deepgram_api_key", "cartesia_api_key", "livekit_api_secret")
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        # Imported here: the router package imports this module for its defaults.
-        from .router.redact import register_secret
+        return _registered(value)
 
-        secret = value.get_secret_value().strip()
-        register_secret(secret)
-        return SecretStr(secret)
+    @field_validator("openrouter_app_name", "openrouter_app_url")
+    @classmethod
+    def _check_header_value(cls, value: str | None) -> str | None:
+        # Sent as HTTP headers (X-Title, HTTP-Referer), which carry ASCII only.
+        if value is not None and not (value.isascii() and value.isprintable()):
+            raise ValueError("must be printable ASCII (it is sent as an HTTP header)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_endpoint_names(self) -> Settings:
+        # A chain entry 'model@name' needs OPENROUTER_VOICE_ENDPOINTS to define 'name' ('local' is built in).
+        known = {"local", *self.endpoints}
+        for variable, models in (("OPENROUTER_DEFAULT_MODEL", [self.openrouter_default_model]),
+                                 ("OPENROUTER_FALLBACK_MODELS", self.openrouter_fallback_models)):
+            for model in models:
+                name = model.rpartition("@")[2] if "@" in model else None
+                if name is not None and name not in known:
+                    raise ValueError(
+                        f"{variable}: {model!r} names the endpoint {name!r}, which OPENROUTER_VOICE_ENDPOINTS "
+                        f"does not define. Fix: add it, e.g. OPENROUTER_VOICE_ENDPOINTS="
+                        f"'{{\"{name}\": {{\"base_url\": \"http://127.0.0.1:11434/v1\"}}}}'")
+        return self
 
     def chain(self) -> list[str]:
         """The configured model chain, primary first, without duplicates."""
@@ -190,6 +224,8 @@ _FIXES = {
     "OPENROUTER_BASE_URL": "use an http(s) URL, e.g. https://openrouter.ai/api/v1",
     "OPENROUTER_FALLBACK_MODELS": "use a comma list, e.g. openai/gpt-4o-mini,meta-llama/llama-3.1-8b-instruct",
     "OPENROUTER_DEFAULT_MODEL": "use an id such as google/gemini-2.5-flash-lite",
+    "OPENROUTER_APP_NAME": "use plain ASCII, e.g. OPENROUTER_APP_NAME=My Voice App",
+    "OPENROUTER_APP_URL": "use an ASCII URL (percent-encode other characters), e.g. https://example.com",
 }
 
 
@@ -211,7 +247,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across settings: its message names the variables and the fix
+                problems.append(str(error["msg"]).removeprefix("Value error, ") + ".")
+                continue
+            field = str(error["loc"][0])
             variable = _ENV_NAMES.get(field, field.upper())
             message = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"{variable}: ").rstrip(".")
             raw = error.get("input")

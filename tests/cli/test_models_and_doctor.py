@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -100,6 +101,17 @@ def test_doctor_tries_the_local_model_and_names_the_fix_when_it_crashes(env):
     output = " ".join(run("doctor").output.split())
     assert "crashed at its first answer (killed by SIGSEGV)" in output
     assert "rebuild llama.cpp for this CPU" in output
+
+
+def test_doctor_asks_each_extra_endpoint_for_its_models(env, threaded_upstream):
+    env.setenv("OPENROUTER_API_KEY", GOOD_KEY)
+    env.setenv("OPENROUTER_VOICE_ENDPOINTS", json.dumps({
+        "mine": {"base_url": threaded_upstream.base_url}, "down": {"base_url": "http://127.0.0.1:9/v1"}}))
+    env.setenv("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini@mine,no/such-model@mine,llama3.2@down")
+    output = " ".join(run("doctor", "--quick").output.split())
+    assert "endpoint 'mine' answers" in output
+    assert "endpoint 'mine' does not serve 'no/such-model'" in output
+    assert "endpoint 'down' (http://127.0.0.1:9/v1) does not answer: ConnectError" in output
 
 
 def test_doctor_flags_a_rejected_key(env):

@@ -100,12 +100,39 @@ async def check_chain_against_catalog(settings: Settings, catalog: Catalog,
     for model in report.without_tools:
         checks.append(Check(model, Status.WARN, "does not support tool calling: it will answer without tools",
                             "prefer a model whose catalog entry lists 'tools'"))
-    ok = [m for m in report.kept if m not in report.without_tools and all(m not in w for w in report.warnings)]
+    ok = [m for m in report.kept if "@" not in m and m not in report.without_tools
+          and all(m not in w for w in report.warnings)]
     for model in ok:
         checks.append(Check(model, Status.OK, "in the catalog, supports tools"))
     if not report.kept:
         checks.append(Check("model chain", Status.FAIL, "no usable model left in the chain",
                             "set OPENROUTER_DEFAULT_MODEL to a current id (`openrouter-voice models --tools`)"))
+    return checks
+
+
+async def check_endpoints(settings: Settings, client: httpx2.AsyncClient) -> list[Check]:
+    """Each ``model@endpoint`` of the chain: its endpoint answers ``GET /models`` and lists the model."""
+    checks: list[Check] = []
+    for model in settings.chain():
+        label, _, name = model.rpartition("@")
+        if not label or name == "local":  # the local model has its own check
+            continue
+        endpoint = settings.endpoints[name]  # settings guarantee it is defined
+        key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+        try:
+            response = await client.get(f"{endpoint.base_url.rstrip('/')}/models",
+                                        headers={"Authorization": f"Bearer {key}"} if key else {})
+            response.raise_for_status()
+            listed = {str(m.get("id")) for m in response.json().get("data", []) if isinstance(m, dict)}
+        except (httpx2.HTTPError, ValueError, AttributeError) as exc:
+            checks.append(Check(model, Status.FAIL, f"endpoint {name!r} ({endpoint.base_url}) does not answer: "
+                                f"{type(exc).__name__}", "start it, or fix its base_url in OPENROUTER_VOICE_ENDPOINTS"))
+            continue
+        if listed and label not in listed:
+            checks.append(Check(model, Status.FAIL, f"endpoint {name!r} does not serve {label!r} "
+                                f"(it serves: {', '.join(sorted(listed)[:5])})", "use one of those ids"))
+        else:
+            checks.append(Check(model, Status.OK, f"endpoint {name!r} answers"))
     return checks
 
 
@@ -188,6 +215,7 @@ async def run_checks(settings: Settings, *, catalog: Catalog | None = None, quic
         checks = await check_key(settings, client)
         catalog = catalog or Catalog(settings.openrouter_base_url, api_key=settings.api_key, http_client=client)
         checks += await check_chain_against_catalog(settings, catalog)
+        checks += await check_endpoints(settings, client)
     checks += check_voice_settings(settings)
     checks += check_turn_detector()
     checks += await check_local_model(answer=not quick)
