@@ -19,7 +19,10 @@ from dataclasses import dataclass
 import httpx2
 
 from ..config import Settings
-from ..router.catalog import Catalog, CatalogUnavailableError, check_chain
+from ..router.catalog import MAX_CATALOG_BYTES, Catalog, CatalogUnavailableError, check_chain
+from ..router.fetch import fetch
+
+CALL_TIMEOUT = 5.0  # seconds for each whole network check
 
 
 class Status(enum.StrEnum):
@@ -46,9 +49,9 @@ async def check_key(settings: Settings, client: httpx2.AsyncClient) -> list[Chec
         return [Check("OPENROUTER_API_KEY", Status.WARN, "not set: `chat` runs on the embedded local model",
                       "create a key at https://openrouter.ai/keys and set OPENROUTER_API_KEY in .env")]
     try:
-        response = await client.get(f"{settings.openrouter_base_url}/key",
-                                    headers={"Authorization": f"Bearer {key}"})
-    except httpx2.HTTPError as exc:
+        response = await fetch(client, f"{settings.openrouter_base_url}/key",
+                               headers={"Authorization": f"Bearer {key}"}, seconds=CALL_TIMEOUT, max_bytes=1 << 20)
+    except (httpx2.HTTPError, ValueError) as exc:
         return [Check("OPENROUTER_API_KEY", Status.WARN,
                       f"could not reach {settings.openrouter_base_url} ({type(exc).__name__}); key not verified",
                       "check the network or OPENROUTER_BASE_URL")]
@@ -120,8 +123,9 @@ async def check_endpoints(settings: Settings, client: httpx2.AsyncClient) -> lis
         endpoint = settings.endpoints[name]  # settings guarantee it is defined
         key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
         try:
-            response = await client.get(f"{endpoint.base_url.rstrip('/')}/models",
-                                        headers={"Authorization": f"Bearer {key}"} if key else {})
+            response = await fetch(client, f"{endpoint.base_url.rstrip('/')}/models",
+                                   headers={"Authorization": f"Bearer {key}"} if key else {}, seconds=CALL_TIMEOUT,
+                                   max_bytes=MAX_CATALOG_BYTES)
             response.raise_for_status()
             listed = {str(m.get("id")) for m in response.json().get("data", []) if isinstance(m, dict)}
         except (httpx2.HTTPError, ValueError, AttributeError) as exc:
@@ -211,7 +215,7 @@ def check_turn_detector() -> list[Check]:
 
 async def run_checks(settings: Settings, *, catalog: Catalog | None = None, quick: bool = False) -> list[Check]:
     """Run every check and return the report lines in display order (``quick``: don't start the local model)."""
-    async with httpx2.AsyncClient(timeout=5.0) as client:
+    async with httpx2.AsyncClient(timeout=CALL_TIMEOUT) as client:
         checks = await check_key(settings, client)
         catalog = catalog or Catalog(settings.openrouter_base_url, api_key=settings.api_key, http_client=client)
         checks += await check_chain_against_catalog(settings, catalog)

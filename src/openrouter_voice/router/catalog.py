@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from .fetch import fetch
+
 if TYPE_CHECKING:
     from .fallback import FallbackRouter
 
 logger = logging.getLogger("openrouter_voice.router")
 
 DEFAULT_TTL = 6 * 3600.0
+MAX_CATALOG_BYTES = 32 << 20  # OpenRouter's full catalog is a few MB; room to grow, not unbounded
 NEAR_EXPIRY_DAYS = 30
 
 
@@ -154,12 +157,8 @@ class Catalog:
 
     async def _fetch(self) -> Any:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        url = f"{self.base_url}/models"
-        if self._client is not None:
-            response = await self._client.get(url, headers=headers, timeout=self.timeout)
-        else:
-            async with httpx2.AsyncClient(timeout=self.timeout) as client:
-                response = await client.get(url, headers=headers)
+        response = await fetch(self._client, f"{self.base_url}/models", headers=headers, seconds=self.timeout,
+                               max_bytes=MAX_CATALOG_BYTES)
         response.raise_for_status()
         return response.json()
 

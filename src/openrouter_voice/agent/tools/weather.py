@@ -13,9 +13,12 @@ from typing import Any
 
 import httpx2
 
+from ...router.fetch import fetch
+
 GEOCODING_URL = "https://geocoding-api.open-meteo.com/v1/search"
 FORECAST_URL = "https://api.open-meteo.com/v1/forecast"
 MAX_LOCATION_CHARS = 100
+MAX_RESPONSE_BYTES = 1 << 20  # Open-Meteo's answers for one place are a few kB
 
 # WMO weather interpretation codes, as Open-Meteo documents them, in words fit for speech.
 WMO_CODES = {
@@ -64,11 +67,8 @@ class WeatherClient:
 
     async def _get(self, url: str, params: dict[str, Any]) -> Any:
         try:
-            if self._client is not None:
-                response = await self._client.get(url, params=params, timeout=self.timeout)
-            else:
-                async with httpx2.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.get(url, params=params)
+            # A whole-call deadline: a tool call runs inside a voice turn, and LiveKit gives tools no timeout.
+            response = await fetch(self._client, url, params=params, seconds=self.timeout, max_bytes=MAX_RESPONSE_BYTES)
             response.raise_for_status()
             return response.json()
         except (httpx2.HTTPError, ValueError):
