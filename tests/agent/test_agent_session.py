@@ -79,6 +79,21 @@ async def test_switch_model_resolves_spoken_name_and_next_turn_uses_it(make_agen
         "anthropic/claude-haiku-4.5", "google/gemini-2.5-flash-lite", "openai/gpt-4o-mini"]
 
 
+async def test_switching_to_a_model_without_tools_really_switches(make_agent):
+    kit = make_agent(["google/gemini-2.5-flash-lite", "openai/gpt-4o-mini"])
+    assistant = kit.assistant()
+    said = await assistant.switch_model("mistral 7b instruct")
+    assert said == "Switched to Mistral 7B Instruct. It can't use tools, so I may not be able to check things."
+    kit.upstream.script("mistralai/mistral-7b-instruct", Script(text="Mistral here."))
+    async with AgentSession(llm=kit.llm) as session:
+        await session.start(assistant)
+        result = await session.run(user_input="Who are you?")
+        assert result.expect.next_event().is_message(role="assistant").event().item.text_content == "Mistral here."
+    request = kit.upstream.requests[-1]
+    assert request.model == "mistralai/mistral-7b-instruct"
+    assert "tools" not in request.body  # sent none, so no "no endpoints support tool use" 404
+
+
 async def test_ambiguous_or_unknown_model_names_get_a_question(make_agent):
     kit = make_agent(["a/model"])
     assistant = kit.assistant()

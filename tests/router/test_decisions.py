@@ -60,6 +60,35 @@ async def test_404_model_is_excluded_for_a_long_time(upstream, make_router):
     assert router.health.cooldown_remaining("gone/model") > 3000
 
 
+async def test_a_model_without_tool_use_stays_healthy_and_gets_turns_without_tools(upstream, make_router):
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    upstream.script("a/notools", [
+        Script(status=404, error_message='No endpoints found that support tool use. Try disabling "get_weather".'),
+        Script(text="Plain words.")])
+    upstream.script("b/backup", Script(text="Backup with tools."))
+    router = make_router(["a/notools", "b/backup"])
+    assert (await router.complete(USER, tools=tools)).model == "b/backup"
+    assert router.health.cooldown_remaining("a/notools") == 0  # not excluded as if retired
+    assert (await router.complete(USER, tools=tools)).model == "b/backup"  # tool-capable models first now
+    reply = await router.complete(USER)  # a turn without tools: the primary again
+    assert reply.model == "a/notools" and reply.text == "Plain words."
+    assert [r.model for r in upstream.requests] == ["a/notools", "b/backup", "b/backup", "a/notools"]
+
+
+async def test_a_chosen_primary_without_tools_leads_tool_turns_and_gets_none(upstream, make_router):
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    upstream.script("a/notools", Script(text="Chosen and tool-less."))
+    upstream.script("b/backup", Script(text="Backup."))
+    router = make_router(["b/backup"])
+    router.set_tool_support({"a/notools": False})
+    router.set_models(["a/notools", "b/backup"], chosen=True)
+    reply = await router.complete(USER, tools=tools)
+    assert reply.model == "a/notools"
+    assert "tools" not in upstream.requests[-1].body
+    router.set_models(["a/notools", "b/backup"])  # not chosen by the user: tool-capable models go first
+    assert (await router.complete(USER, tools=tools)).model == "b/backup"
+
+
 async def test_availability_model_deprecated_is_excluded(upstream, make_router):
     upstream.script("old/model", Script(status=410, error_body={"error": {
         "code": 410, "message": "retired", "availability": {"code": "model_deprecated", "retryable": False}}}))
@@ -161,6 +190,8 @@ def test_classify_table():
     assert classify(401, None).action is Action.FAIL_ENDPOINT
     assert classify(402, None).action is Action.SKIP_PAID
     assert classify(404, None).action is Action.EXCLUDE
+    assert classify(404, {"error": {"code": 404, "message": "No endpoints found that support tool use."}}).action \
+        is Action.NO_TOOLS
     assert classify(429, None, retry_after_header="12").retry_after == 12
     assert classify(None, {"error": {"code": "429", "message": "x"}}, in_stream=True).status == 429
     assert classify(200, {"error": {"code": 500, "metadata": {"error_type": "authentication"}}},

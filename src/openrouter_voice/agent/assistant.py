@@ -97,7 +97,7 @@ class Assistant(Agent):
         resolution = resolve_spoken_name(name, models)
         if resolution.model_id is not None:
             chosen = resolution.candidates[0]
-            self.or_llm.switch_model(chosen.id)
+            self.or_llm.switch_model(chosen.id, supports_tools=chosen.supports_tools)
             logger.info("switched primary model to %s (asked for %r)", chosen.id, name)
             note = "" if chosen.supports_tools else " It can't use tools, so I may not be able to check things."
             return f"Switched to {spoken_model_name(chosen)}.{note}"

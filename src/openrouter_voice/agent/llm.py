@@ -156,9 +156,14 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         if is_given(temperature):
             self._opts["temperature"] = temperature
 
-    def switch_model(self, model: str) -> None:
-        """Put ``model`` at the head of the chain, keeping the rest of the chain behind it."""
-        self._router.set_models([model, *[t for t in self._router.models if t.label != model]])
+    def switch_model(self, model: str, *, supports_tools: bool | None = None) -> None:
+        """Put ``model`` at the head of the chain, keeping the rest of the chain behind it.
+
+        The user chose it, so it leads every turn; if ``supports_tools`` is False it answers without tools.
+        """
+        if supports_tools is not None:
+            self._router.set_tool_support({model: supports_tools})
+        self._router.set_models([model, *[t for t in self._router.models if t.label != model]], chosen=True)
         self._router.health.reset(model)
         self._served_model = None
 

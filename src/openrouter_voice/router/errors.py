@@ -64,6 +64,7 @@ class Action(enum.Enum):
     NEXT = "next"  # try the next model; this model is healthy (the error was about the request)
     COOLDOWN = "cooldown"  # try the next model; this one cools down (Retry-After when given)
     EXCLUDE = "exclude"  # try the next model; keep this one out for a long time (404, retired)
+    NO_TOOLS = "no_tools"  # try the next model; this one is healthy but cannot take tools (send it none)
     SKIP_PAID = "skip_paid"  # out of credits: only ``:free`` models on the same endpoint may still answer
     FAIL_ENDPOINT = "fail_endpoint"  # bad key: nothing more on this endpoint can work
     RAISE = "raise"  # the request is bad for every model: stop and tell the caller
@@ -173,6 +174,9 @@ def classify(
         return info(Action.FAIL_ENDPOINT)
     if error_type == "payment_required" or effective == 402:
         return info(Action.SKIP_PAID)
+    if effective == 404 and "tool use" in message.lower():
+        # "No endpoints found that support tool use": the model exists, only not with tools.
+        return info(Action.NO_TOOLS)
     if avail_code in _LONG_EXCLUDE_CODES or effective == 404:
         return info(Action.EXCLUDE)
     if error_type in _REQUEST_PROBLEM_TYPES or effective in (403, 413):

@@ -217,6 +217,7 @@ class FallbackRouter:
         self._client = http_client or _http_client(max_connections)
         self._models: list[Target] = []
         self._tool_support: dict[str, bool] = {}
+        self._chosen: Target | None = None
         self.set_models(models if models is not None else (cfg.chain() if cfg else []))
 
     # -- chain ------------------------------------------------------------------------------
@@ -255,8 +256,11 @@ class FallbackRouter:
             return Target(name, endpoint, url.rstrip("/"), key)
         return Target(model, OPENROUTER, self.base_url, self.api_key)
 
-    def set_models(self, models: Sequence[str | Target]) -> None:
+    def set_models(self, models: Sequence[str | Target], *, chosen: bool = False) -> None:
         """Replace the chain (primary first). Duplicates are dropped; health is kept.
+
+        ``chosen``: the user picked the primary by name, so it leads even turns that need tools when
+        it cannot take them (it answers without tools) instead of going behind tool-capable models.
 
         >>> router.set_models(["anthropic/claude-3.5-haiku", *[t.label for t in router.models]])  # doctest: +SKIP
         """
@@ -276,6 +280,7 @@ class FallbackRouter:
                     f"{', '.join(doubled)} appear both in the client-side chain and in OpenRouter's server-side "
                     "'models' list; each failing model would be tried twice per turn. Keep each model in one list.")
         self._models = targets
+        self._chosen = targets[0] if chosen else None
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -362,7 +367,9 @@ class FallbackRouter:
         cooling.sort(key=lambda t: self.health.cooldown_remaining(t.label))
         plan = available + cooling
         if needs_tools:
-            plan = [t for t in plan if self.supports_tools(t)] + [t for t in plan if not self.supports_tools(t)]
+            lead = [t for t in plan[:1] if t == self._chosen]  # the user's explicit choice keeps its place
+            rest = plan[len(lead):]
+            plan = lead + [t for t in rest if self.supports_tools(t)] + [t for t in rest if not self.supports_tools(t)]
         return plan
 
     def _viable(self, target: Target, turn: _Turn) -> bool:
@@ -631,6 +638,12 @@ class FallbackRouter:
             self.health.record_failure(label, reason=reason, retry_after=retry_after)
         elif action is Action.EXCLUDE:
             self.health.record_failure(label, reason=reason, exclude=True)
+        elif action is Action.NO_TOOLS:
+            # Healthy, but it cannot take tools: from now on it gets turns without them (and after the others).
+            if self._tool_support.get(label, True):
+                logger.warning("%s does not support tool calling; it will answer without tools", label)
+            self._tool_support[label] = False
+            self.health.end_trial(label)
         else:
             # The model itself is fine (bad request, bad key, no credit): no cooldown, end any trial.
             self.health.end_trial(label)
