@@ -186,6 +186,17 @@ async def test_everything_cooling_down_is_still_tried_not_silent(upstream, make_
     assert reply.text == "Recovered."
 
 
+async def test_models_told_to_wait_are_not_asked_again_before_their_retry_after(upstream, make_router):
+    upstream.script("a/one", Script(status=429, retry_after=60))
+    upstream.script("b/two", Script(status=503, retry_after=60))
+    router = make_router(["a/one", "b/two"])
+    for _ in range(3):
+        with pytest.raises(AllModelsFailedError) as info:
+            await router.complete(USER)
+    assert [r.model for r in upstream.requests] == ["a/one", "b/two"]  # later turns sent nothing
+    assert "as asked (Retry-After)" in str(info.value)
+
+
 def test_classify_table():
     assert classify(401, None).action is Action.FAIL_ENDPOINT
     assert classify(402, None).action is Action.SKIP_PAID

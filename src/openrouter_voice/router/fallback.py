@@ -359,10 +359,11 @@ class FallbackRouter:
         """Chain order for one request: available models first, in priority order.
 
         Models that are cooling down go last, soonest-recovering first: when everything is down
-        it is better to try than to stay silent. Models excluded for long (404) are left out.
+        it is better to try than to stay silent. Left out: models excluded for long (404), and those
+        whose upstream said when to come back (Retry-After), as asking again before then is refused.
         """
         available = [t for t in self._models if self.health.is_available(t.label)]
-        cooling = [t for t in self._models if t not in available
+        cooling = [t for t in self._models if t not in available and not self.health.told_to_wait(t.label)
                    and self.health.cooldown_remaining(t.label) < self.health.exclude_cooldown / 2]
         cooling.sort(key=lambda t: self.health.cooldown_remaining(t.label))
         plan = available + cooling
@@ -518,7 +519,10 @@ class FallbackRouter:
         plan = self._plan(needs_tools=bool(body.get("tools")))
         for target in self._models:
             if target not in plan:
-                attempts.append(Attempt(target, Outcome.SKIPPED, error=f"excluded: {self.health.reason(target.label)}"))
+                reason, label = self.health.reason(target.label), target.label
+                why = (f"cooling down for {self.health.cooldown_remaining(label):.0f}s as asked (Retry-After) after "
+                       f"{reason}" if self.health.told_to_wait(label) else f"excluded: {reason}")
+                attempts.append(Attempt(target, Outcome.SKIPPED, error=why))
         turn = _Turn(messages, body, attempts)
         queue: deque[tuple[int, Target]] = deque(enumerate(plan))
         self._in_flight += 1

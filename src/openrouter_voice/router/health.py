@@ -30,6 +30,7 @@ class ModelHealth:
     open_until: float = 0.0
     reason: str | None = None
     trial_in_flight: bool = False
+    told: bool = False  # the cooldown is the upstream's own Retry-After
     successes: int = 0
     total_failures: int = 0
 
@@ -110,6 +111,7 @@ class HealthTracker:
         health.open_until = 0.0
         health.reason = None
         health.trial_in_flight = False
+        health.told = False
         health.successes += 1
 
     def record_failure(self, model: str, *, reason: str, retry_after: float | None = None,
@@ -124,6 +126,7 @@ class HealthTracker:
         elif retry_after is not None:
             # Honour Retry-After, but never shorter than it says, nor absurdly long.
             cooldown = min(max(retry_after, 0.0), self.exclude_cooldown)
+            health.told = True
         else:
             cooldown = min(self.base_cooldown * 2 ** (health.failures - 1), self.max_cooldown)
         # A later, shorter verdict must not shorten a cooldown already promised (e.g. a 404 exclusion).
@@ -134,6 +137,11 @@ class HealthTracker:
     def reason(self, model: str) -> str | None:
         """Why ``model`` last failed (None if healthy)."""
         return self._get(model).reason
+
+    def told_to_wait(self, model: str) -> bool:
+        """True while ``model`` cools down for as long as its upstream asked (Retry-After)."""
+        health = self._get(model)
+        return health.told and self._clock() < health.open_until
 
     def cooldown_remaining(self, model: str) -> float:
         return max(0.0, self._get(model).open_until - self._clock())
