@@ -15,15 +15,19 @@ from tests.conftest import USER
 FULL = "The weather in Paris is sunny with a high of twenty two degrees today."
 
 
-def continuing_backup(restart: bool = False) -> Any:
-    """A backup that honours prefill (continues after the partial) or ignores it (starts over)."""
+def continuing_backup(restart: bool = False, overlap_words: int = 0) -> Any:
+    """A backup that honours prefill (continues after the partial), ignores it (starts over), or
+    picks up ``overlap_words`` words back."""
 
     def script(body: dict[str, Any]) -> Script:
         messages = body["messages"]
         if messages[-1]["role"] == "assistant":
             partial = messages[-1]["content"]
             assert FULL.startswith(partial)
-            return Script(text=FULL if restart else FULL[len(partial):], tokens_per_second=500)
+            rest = FULL[len(partial):]
+            if overlap_words:
+                rest = FULL[len(" ".join(partial.split()[:-overlap_words])):].lstrip()
+            return Script(text=FULL if restart else rest, tokens_per_second=500)
         return Script(text=FULL, tokens_per_second=500)
 
     return script
@@ -101,6 +105,13 @@ async def test_continuation_drops_repeat_when_backup_starts_over(upstream, make_
     assert reply.text.count("The weather") == 1
 
 
+async def test_continuation_drops_the_words_a_backup_picks_up_again(upstream, make_router):
+    upstream.script("a/primary", Script(text=FULL, error_after_tokens=5))
+    upstream.script("b/backup", continuing_backup(overlap_words=2))  # "Paris is sunny with..."
+    reply = await make_router(["a/primary", "b/backup"]).complete(USER)
+    assert reply.text == FULL
+
+
 async def test_stall_after_text_continues_within_stall_timeout(upstream, make_router):
     upstream.script("a/primary", Script(text=FULL, stall_after_tokens=4))
     upstream.script("b/backup", continuing_backup())
@@ -140,3 +151,8 @@ def test_repeat_guard_cases():
     assert guard.flush() == ""  # it only ever repeated
     guard = RepeatGuard("Hello there")
     assert guard.feed("Help") == "Help"
+    guard = RepeatGuard("It is sunny in")
+    assert guard.feed("sunny") == ""  # could be the last words again: held back
+    assert guard.feed(" in Paris") == " Paris"
+    guard = RepeatGuard("It is sunny in")
+    assert guard.feed("in the morning") == "in the morning"  # one word is not an overlap

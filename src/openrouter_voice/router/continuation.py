@@ -1,14 +1,18 @@
 """Stitching a reply together when a model fails after it already spoke.
 
 The next model receives the partial reply as a final assistant message (prefill) plus a short
-instruction to continue without repeating. Models that ignore prefill start over instead;
-:class:`RepeatGuard` holds back the continuation's first characters while they match what was
-already said and drops that repeated prefix, so the listener never hears a sentence twice.
+instruction to continue without repeating. Models that ignore prefill start over instead, and some
+pick up a few words back; :class:`RepeatGuard` holds back the continuation's first characters while
+they could be such a repeat and drops the repeated part, so the listener never hears words twice.
 """
 
 from __future__ import annotations
 
 from .types import Message
+
+MIN_OVERLAP_WORDS = 2
+"""A continuation that starts with the last words already said repeats them only if it repeats at
+least this many: one word ("in", "the") is too often a genuine continuation."""
 
 CONTINUE_INSTRUCTION = (
     "Your previous reply was cut off. Continue it exactly where it stopped, "
@@ -28,8 +32,14 @@ def continuation_messages(messages: list[Message], partial_text: str) -> list[Me
 class RepeatGuard:
     """Filters a continuation so text already emitted is not emitted again.
 
+    It drops a restart (the whole reply said again) and an overlap (the continuation starts with
+    the last ``MIN_OVERLAP_WORDS`` or more words already said).
+
     >>> guard = RepeatGuard("It is sunny in")
     >>> guard.feed("It is sun") + guard.feed("ny in Paris today.") + guard.flush()
+    ' Paris today.'
+    >>> guard = RepeatGuard("It is sunny in")
+    >>> guard.feed("sunny in") + guard.feed(" Paris today.") + guard.flush()
     ' Paris today.'
     >>> guard = RepeatGuard("It is sunny in")
     >>> guard.feed(" Paris today.") + guard.flush()
@@ -37,9 +47,13 @@ class RepeatGuard:
     """
 
     def __init__(self, already_said: str) -> None:
-        self._said = already_said.lstrip()
+        said = already_said.lstrip()
+        starts = [0] + [i for i in range(1, len(said)) if said[i - 1].isspace() and not said[i].isspace()]
+        # Longest first: the whole reply (a restart), then ever shorter tails (an overlap).
+        self._repeats = [said[i:] for i in starts if i == 0 or len(said[i:].split()) >= MIN_OVERLAP_WORDS]
+        self._repeats = [r for r in self._repeats if r.strip()]
         self._buffer = ""
-        self._checking = bool(self._said)
+        self._checking = bool(self._repeats)
 
     def feed(self, delta: str) -> str:
         """Take the next delta; return what may be emitted now."""
@@ -49,12 +63,13 @@ class RepeatGuard:
         probe = self._buffer.lstrip()
         if not probe:
             return ""
-        if probe.startswith(self._said):
-            # The model started over: drop the repeated part, keep what is new.
-            self._checking = False
-            return probe[len(self._said):]
-        if self._said.startswith(probe):
-            return ""  # still could be a restart; hold it back
+        for repeat in self._repeats:
+            if probe.startswith(repeat):
+                # The model said again what was said: drop the repeated part, keep what is new.
+                self._checking = False
+                return probe[len(repeat):]
+        if any(repeat.startswith(probe) for repeat in self._repeats):
+            return ""  # could still be a repeat; hold it back
         # A genuine continuation.
         self._checking = False
         out, self._buffer = self._buffer, ""
@@ -66,7 +81,7 @@ class RepeatGuard:
             return ""
         self._checking = False
         probe = self._buffer.lstrip()
-        if probe and self._said.startswith(probe):
+        if probe and any(repeat.startswith(probe) for repeat in self._repeats):
             return ""  # the continuation only repeated what was said
         out, self._buffer = self._buffer, ""
         return out
