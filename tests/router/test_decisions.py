@@ -33,6 +33,20 @@ async def test_bad_key_fails_fast_with_clear_message_and_one_request(make_router
     assert TEST_KEY not in message and TEST_KEY not in repr(info.value.attempts)
 
 
+async def test_a_bad_key_hidden_by_another_endpoints_answer_is_still_reported_once(upstream, make_router, caplog):
+    async with ScriptedUpstream(api_key="the-real-key-123456") as openrouter:
+        upstream.script("gemma", Script(text="Local answer."))
+        router = make_router(["a/one", "b/two", "gemma@local"], base_url=openrouter.base_url,
+                             endpoints={"local": (upstream.base_url, None)})
+        for _ in range(2):
+            assert (await router.complete(USER)).text == "Local answer."
+        assert len(openrouter.requests) == 2  # one per turn: b/two shares the bad key
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "OpenRouter rejected OPENROUTER_API_KEY (401)" in errors[0] and "openrouter.ai/keys" in errors[0]
+    assert TEST_KEY not in caplog.text
+
+
 async def test_402_skips_paid_models_but_tries_free_ones(upstream, make_router):
     upstream.script("a/paid", Script(status=402, error_message="Insufficient credits"))
     upstream.script("b/paid-too", Script(text="never"))

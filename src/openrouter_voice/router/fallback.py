@@ -218,6 +218,7 @@ class FallbackRouter:
         self._models: list[Target] = []
         self._tool_support: dict[str, bool] = {}
         self._chosen: Target | None = None
+        self._reported_bad_keys: set[str] = set()
         self.set_models(models if models is not None else (cfg.chain() if cfg else []))
 
     # -- chain ------------------------------------------------------------------------------
@@ -426,6 +427,7 @@ class FallbackRouter:
         if info.action is Action.FAIL_ENDPOINT:
             turn.dead_endpoints.add(live.target.endpoint)
             turn.auth_failures.append(attempt)
+            self._report_bad_key(live.target.endpoint, info.status)
         elif info.action is Action.SKIP_PAID:
             turn.broke_endpoints.add(live.target.endpoint)
             turn.credit_failures.append(attempt)
@@ -635,6 +637,19 @@ class FallbackRouter:
                 remaining = self.health.cooldown_remaining(target.label)
                 attempts.append(Attempt(target, Outcome.SKIPPED, error=(
                     f"cooling down for {remaining:.0f}s after {self.health.reason(target.label) or 'a failure'}")))
+
+    def _report_bad_key(self, endpoint: str, status: int | None) -> None:
+        # Other endpoints (the local model) may still answer the turn, which would hide a bad key
+        # behind working replies: say it once, loudly, with the fix.
+        if endpoint in self._reported_bad_keys:
+            return
+        self._reported_bad_keys.add(endpoint)
+        if endpoint == OPENROUTER:
+            logger.error("OpenRouter rejected OPENROUTER_API_KEY (%s): every OpenRouter model is skipped. Fix: create "
+                         "a key at https://openrouter.ai/keys and set OPENROUTER_API_KEY", status or "auth error")
+        else:
+            logger.error("endpoint %r rejected its api_key (%s): its models are skipped. Fix: correct it in "
+                         "OPENROUTER_VOICE_ENDPOINTS", endpoint, status or "auth error")
 
     def _apply(self, target: Target, action: Action, reason: str, retry_after: float | None) -> None:
         label = target.label
