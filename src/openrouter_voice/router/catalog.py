@@ -283,5 +283,6 @@ async def validate_router_chain(router: FallbackRouter, catalog: Catalog, *,
         router.set_models([t for t in router.models if t.label in report.kept])
     else:
         logger.error("no model of the chain is in the catalog; keeping it unchanged")
-    router.set_tool_support({label: label not in report.without_tools for label in labels})
+    # Only OpenRouter's ids: the catalog knows nothing of 'model@endpoint' ones (e.g. the local model).
+    router.set_tool_support({label: label not in report.without_tools for label in labels if "@" not in label})
     return report
