@@ -41,7 +41,7 @@ chat: $(VENV)/.installed-local
 	$(BIN)/openrouter-voice chat $(ARGS)
 
 test: $(VENV)/.installed-dev,local
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	OPENROUTER_VOICE_REQUIRE_LOCAL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev,local
 	$(BIN)/ruff check src tests bench

