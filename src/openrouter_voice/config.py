@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -24,6 +26,14 @@ DEFAULT_FALLBACK_MODELS = ("openai/gpt-4o-mini", "meta-llama/llama-3.1-8b-instru
 # OpenAI-compatible endpoint configured in OPENROUTER_VOICE_ENDPOINTS (``@local`` is built in).
 _OPENROUTER_ID = re.compile(r"^[a-z0-9][a-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*(:[a-z0-9\-]+)?$")
 _ENDPOINT_ID = re.compile(r"^[^\s@]+@[a-z0-9_\-]+$")
+
+
+def cache_root() -> Path:
+    """Where caches live: ``$OPENROUTER_VOICE_CACHE_DIR``, else ``$XDG_CACHE_HOME/openrouter-voice``,
+    else ``~/.cache/openrouter-voice`` (from the process environment: caches are found before settings load)."""
+    base = os.environ.get("OPENROUTER_VOICE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openrouter-voice")
+    return Path(base)
 
 
 class ConfigError(ValueError):

@@ -48,6 +48,8 @@ from typing import Any, Self
 
 import httpx2
 
+from ..config import cache_root
+
 MODEL_ALIAS = "gemma-3-270m"
 """The model id the server reports in ``/v1/models`` and in every reply."""
 MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -120,9 +122,7 @@ def is_installed() -> bool:
 def cache_dir() -> Path:
     """Where the assembled model lives: ``$OPENROUTER_VOICE_CACHE_DIR/models``, else
     ``$XDG_CACHE_HOME/openrouter-voice/models``, else ``~/.cache/openrouter-voice/models``."""
-    base = os.environ.get("OPENROUTER_VOICE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openrouter-voice")
-    return Path(base) / "models"
+    return cache_root() / "models"
 
 
 @contextlib.contextmanager

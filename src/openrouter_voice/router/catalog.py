@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from ..config import cache_root
 from .fetch import fetch
 
 if TYPE_CHECKING:
@@ -101,9 +102,7 @@ def _date(value: Any) -> dt.date | None:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("OPENROUTER_VOICE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openrouter-voice")
-    return Path(base)
+    return cache_root()
 
 
 class Catalog:
