@@ -117,6 +117,20 @@ def test_chat_streams_sse_chunks_and_ends_with_done(local_server: LocalModelServ
 
 
 @slow
+def test_concurrent_requests_wait_their_turn_instead_of_cutting_each_other_short(
+        local_server: LocalModelServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: stream_chat(local_server)[1], range(2)))
+    for data in results:
+        finishes = [json.loads(d)["choices"][0].get("finish_reason") for d in data
+                    if d != "[DONE]" and json.loads(d)["choices"]]
+        assert finishes[-1] is not None  # a whole reply, not a bare [DONE] mid-sentence
+        assert "Paris" in text_of(data)
+
+
+@slow
 def test_answers_are_real_text(local_server: LocalModelServer) -> None:
     _, data = stream_chat(local_server, messages=[{"role": "user", "content": "What is 2+2? Answer with a digit."}])
     assert "4" in text_of(data)

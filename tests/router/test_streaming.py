@@ -105,6 +105,16 @@ async def test_truncated_stream_is_a_failure_not_a_short_success(upstream, make_
     assert "truncated" in str(info.value)
 
 
+async def test_done_without_a_finish_reason_is_a_cut_reply_and_the_backup_continues(upstream, make_router):
+    # What llama.cpp's server sends when a newer request interrupts the reply it is generating.
+    upstream.script("a/local", Script(raw_events=[
+        '{"id":"g","model":"a/local","choices":[{"index":0,"delta":{"content":"Paris is the"}}]}', "[DONE]"]))
+    upstream.script("b/backup", Script(text=" capital of France."))
+    reply = await make_router(["a/local", "b/backup"]).complete(USER)
+    assert reply.text == "Paris is the capital of France."
+    assert reply.attempts[0].outcome is Outcome.BAD_RESPONSE and "no finish_reason" in (reply.attempts[0].error or "")
+
+
 async def test_malformed_json_chunk_moves_on(upstream, make_router):
     upstream.script("a/primary", Script(raw_events=["{not json"]))
     upstream.script("b/backup", Script(text="OK."))

@@ -15,7 +15,8 @@ What the server does with the parts of a request the router may send:
 * A history with an assistant turn whose ``content`` is null (a tool call) is rejected with HTTP 500
   (a validation error); ``role: "tool"`` messages are accepted but the prompt format drops them.
 * Any ``model`` name is accepted (one model is served); replies echo the name asked for.
-* A new request interrupts the one being generated (one model, one request at a time).
+* One request is generated at a time; concurrent ones wait their turn (``--interrupt_requests
+  False``: by default llama.cpp cuts the reply in progress short with a bare ``[DONE]``).
 
 >>> with LocalModelServer() as server:  # doctest: +SKIP
 ...     httpx2.post(f"{server.base_url}/chat/completions",
@@ -296,6 +297,9 @@ class LocalModelServer:
             "--n_threads", threads, "--n_threads_batch", threads,
             # logits for the last token only (the default keeps all of them: slower prompts, no use here)
             "--logits_all", "False", "--verbose", "False",
+            # Queue concurrent requests (voice sessions share this server) instead of cutting the one
+            # being generated short with a bare [DONE].
+            "--interrupt_requests", "False",
             *self.extra_args,
         ]
 

@@ -169,7 +169,6 @@ async def stream_attempt(
     finish_reason: str | None = None
     text_chars = 0
     builders: dict[int, _ToolCallBuilder] = {}
-    saw_done = False
 
     def fail(outcome: Outcome, info: ErrorInfo) -> AttemptFailed:
         return AttemptFailed(outcome, info, ttft=ttft, usage=usage, served_model=served_model)
@@ -251,7 +250,6 @@ async def stream_attempt(
             if not data:
                 continue
             if data.strip() == "[DONE]":
-                saw_done = True
                 # Read to the end of the body so the connection goes back to the pool warm.
                 with contextlib.suppress(TimeoutError, httpx2.HTTPError, SSEError):
                     async with asyncio.timeout(0.05):
@@ -322,9 +320,12 @@ async def stream_attempt(
         if response is not None:
             await close_response(response, events)
 
-    if not saw_done and finish_reason is None:
+    if finish_reason is None:
+        # Even after [DONE]: llama.cpp's server, interrupted by a newer request, sends [DONE] mid-reply.
+        # A reply only counts as whole when its last choice says why it stopped.
         raise fail(Outcome.BAD_RESPONSE, _failure(
-            Outcome.BAD_RESPONSE, "stream ended before the reply was finished (truncated)", Action.COOLDOWN))
+            Outcome.BAD_RESPONSE, "stream ended before the reply was finished (truncated: no finish_reason)",
+            Action.COOLDOWN))
     tool_calls = _finish_tool_calls(builders)
     if isinstance(tool_calls, str):
         raise fail(Outcome.BAD_RESPONSE, _failure(Outcome.BAD_RESPONSE, tool_calls, Action.NEXT))
