@@ -156,3 +156,10 @@ def test_repeat_guard_cases():
     assert guard.feed(" in Paris") == " Paris"
     guard = RepeatGuard("It is sunny in")
     assert guard.feed("in the morning") == "in the morning"  # one word is not an overlap
+
+
+def test_repeat_guard_prefers_a_whole_restart_over_an_overlap_it_begins_with():
+    # The cut reply ends with the words it began with: a restart first matches the short overlap.
+    guard = RepeatGuard("I can help. I can")
+    out = "".join(guard.feed(word) for word in ["I", " can", " help.", " I", " can", " check", " it."])
+    assert out + guard.flush() == " check it."

@@ -69,6 +69,17 @@ async def test_half_open_admits_one_trial_at_a_time():
     assert health.state("m").value == "closed" and health.is_available("m")
 
 
+def test_only_the_latest_failure_decides_whether_the_upstream_asked_for_the_wait():
+    now = [0.0]
+    health = HealthTracker(base_cooldown=5, clock=lambda: now[0])
+    health.record_failure("m", reason="429", retry_after=2)
+    assert health.told_to_wait("m")
+    now[0] = 3.0  # its Retry-After is over; the trial then stalls
+    assert not health.told_to_wait("m") and health.begin("m")
+    health.record_failure("m", reason="stall")
+    assert health.cooldown_remaining("m") > 0 and not health.told_to_wait("m")  # our estimate: may be tried
+
+
 async def test_retry_after_never_shortens_a_long_exclusion():
     health = HealthTracker()
     health.record_failure("m", reason="404", exclude=True)

@@ -63,25 +63,26 @@ class RepeatGuard:
         probe = self._buffer.lstrip()
         if not probe:
             return ""
-        for repeat in self._repeats:
-            if probe.startswith(repeat):
-                # The model said again what was said: drop the repeated part, keep what is new.
-                self._checking = False
-                return probe[len(repeat):]
-        if any(repeat.startswith(probe) for repeat in self._repeats):
-            return ""  # could still be a repeat; hold it back
-        # A genuine continuation.
-        self._checking = False
-        out, self._buffer = self._buffer, ""
-        return out
+        if any(len(repeat) > len(probe) and repeat.startswith(probe) for repeat in self._repeats):
+            return ""  # a repeat, maybe longer than any matched so far, could still be coming: hold back
+        return self._release()
 
     def flush(self) -> str:
         """End of stream: release held-back text unless all of it repeated what was said."""
         if not self._checking:
             return ""
-        self._checking = False
         probe = self._buffer.lstrip()
         if probe and any(repeat.startswith(probe) for repeat in self._repeats):
+            self._checking, self._buffer = False, ""
             return ""  # the continuation only repeated what was said
-        out, self._buffer = self._buffer, ""
-        return out
+        return self._release()
+
+    def _release(self) -> str:
+        """Stop checking: drop the longest repeat the held-back text starts with, or let it all through."""
+        self._checking = False
+        held, self._buffer = self._buffer, ""
+        probe = held.lstrip()
+        for repeat in self._repeats:  # longest first
+            if probe.startswith(repeat):
+                return probe[len(repeat):]
+        return held  # a genuine continuation, with its own leading space

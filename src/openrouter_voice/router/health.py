@@ -126,9 +126,10 @@ class HealthTracker:
         elif retry_after is not None:
             # Honour Retry-After, but never shorter than it says, nor absurdly long.
             cooldown = min(max(retry_after, 0.0), self.exclude_cooldown)
-            health.told = True
         else:
             cooldown = min(self.base_cooldown * 2 ** (health.failures - 1), self.max_cooldown)
+        # Only this failure's own Retry-After counts: a later timeout is our estimate, not the upstream's word.
+        health.told = retry_after is not None and not exclude
         # A later, shorter verdict must not shorten a cooldown already promised (e.g. a 404 exclusion).
         health.open_until = max(health.open_until, self._clock() + cooldown)
         health.reason = reason
