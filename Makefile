@@ -28,6 +28,8 @@ $(BIN)/python:
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(if $(findstring local,$*),$(MAKE) --no-print-directory llama-wheel)
 	$(BIN)/pip install --quiet --find-links '$(WHEELS)' -e '.[$*]'
+	@# pip keeps an llama-cpp-python of the same version already in the venv, even a native build
+	$(if $(findstring local,$*),$(BIN)/pip install --quiet --no-deps --force-reinstall '$(WHEELS)'/llama_cpp_python-*.whl)
 	touch $@
 
 llama-wheel: | $(BIN)/python

@@ -52,6 +52,7 @@ def test_chain_drops_duplicates(monkeypatch):
     ("OPENROUTER_APP_NAME", "Café Voice", "plain ASCII"),
     ("OPENROUTER_APP_URL", "https://exämple.com", "percent-encode"),
     ("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini,llama3.2@ollama", "OPENROUTER_VOICE_ENDPOINTS='{\"ollama\""),
+    ("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini,gemma-3-270m@local", "added to the end of the chain by the app"),
 ])
 def test_bad_values_name_the_variable_and_the_fix(monkeypatch, variable, value, fix):
     monkeypatch.setenv(variable, value)

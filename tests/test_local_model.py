@@ -252,11 +252,13 @@ def test_environment_cannot_redirect_or_lock_the_server(monkeypatch: pytest.Monk
 
 
 @slow_local
-def test_a_failed_start_reports_the_server_error() -> None:
+def test_a_failed_start_reports_the_server_error(caplog: pytest.LogCaptureFixture) -> None:
     server = LocalModelServer(extra_args=["--n_ctx", "lots"], startup_timeout=60)
     with pytest.raises(LocalModelError, match=r"exited during start-up[\s\S]*n_ctx"):
         server.start()
     assert not server.running
+    time.sleep(0.3)
+    assert "stopped unexpectedly" not in caplog.text  # a failed start is not reported as a crash too
 
 
 # -- through the router and the CLI ------------------------------------------------------------------

@@ -185,13 +185,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_endpoint_names(self) -> Settings:
-        # A chain entry 'model@name' needs OPENROUTER_VOICE_ENDPOINTS to define 'name' ('local' is built in).
-        known = {"local", *self.endpoints}
+        # A chain entry 'model@name' needs OPENROUTER_VOICE_ENDPOINTS to define 'name'.
         for variable, models in (("OPENROUTER_DEFAULT_MODEL", [self.openrouter_default_model]),
                                  ("OPENROUTER_FALLBACK_MODELS", self.openrouter_fallback_models)):
             for model in models:
                 name = model.rpartition("@")[2] if "@" in model else None
-                if name is not None and name not in known:
+                if name == "local" and name not in self.endpoints:
+                    raise ValueError(
+                        f"{variable}: {model!r}: the embedded local model is added to the end of the chain by "
+                        f"the app itself (OPENROUTER_VOICE_LOCAL_FALLBACK, on by default). Fix: remove it "
+                        f"from {variable}")
+                if name is not None and name not in self.endpoints:
                     raise ValueError(
                         f"{variable}: {model!r} names the endpoint {name!r}, which OPENROUTER_VOICE_ENDPOINTS "
                         f"does not define. Fix: add it, e.g. OPENROUTER_VOICE_ENDPOINTS="

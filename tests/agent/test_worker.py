@@ -21,9 +21,9 @@ from openrouter_voice.agent.worker import (
     LOCAL_URL_ENV,
     build_llm,
     build_session,
+    check_llm_chain,
     load_turn_detection,
     missing_settings,
-    prepare_llm,
     run_worker,
     runs_sessions,
     wants_local_model,
@@ -275,6 +275,19 @@ async def test_without_the_local_url_the_chain_is_unchanged(chain_env, upstream)
     assert [t.label for t in off.router.models] == [PRIMARY, BACKUP]
 
 
+async def test_a_catalog_listing_none_of_the_chain_does_not_leave_only_the_local_model(chain_env, upstream):
+    chain_env.setenv(LOCAL_URL_ENV, local_url(upstream))
+    chain_env.setenv("OPENROUTER_DEFAULT_MODEL", "gone/one")
+    chain_env.setenv("OPENROUTER_FALLBACK_MODELS", "gone/two")
+    settings = load_settings()
+    or_llm = build_llm(settings)
+    try:
+        await check_llm_chain(or_llm, settings)
+        assert [t.label for t in or_llm.router.models] == ["gone/one", "gone/two", "gemma-3-270m@local"]
+    finally:
+        await or_llm.aclose()
+
+
 async def test_the_checked_chain_keeps_tools_away_from_the_local_model(chain_env, upstream):
     chain_env.setenv(LOCAL_URL_ENV, local_url(upstream))
     chain_env.delenv(LOCAL_MODEL_ENV, raising=False)  # the server's default id
@@ -282,8 +295,10 @@ async def test_the_checked_chain_keeps_tools_away_from_the_local_model(chain_env
     upstream.script(BACKUP, Script(status=503))
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather.",
                                                "parameters": {"type": "object", "properties": {}}}}]
-    or_llm = await prepare_llm(load_settings())
+    settings = load_settings()
+    or_llm = build_llm(settings)
     try:
+        await check_llm_chain(or_llm, settings)
         assert upstream.catalog_requests == 1  # the chain was checked against the catalog
         router = or_llm.router
         assert [t.label for t in router.models] == [PRIMARY, BACKUP, "gemma-3-270m@local"]

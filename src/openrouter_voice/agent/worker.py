@@ -189,11 +189,9 @@ def build_llm(settings: Settings) -> OpenRouterLLM:
     return OpenRouterLLM(router=router, owns_router=True)
 
 
-async def prepare_llm(settings: Settings) -> OpenRouterLLM:
-    """:func:`build_llm`, with its chain checked against OpenRouter's catalog (when reachable)."""
-    or_llm = build_llm(settings)
+async def check_llm_chain(or_llm: OpenRouterLLM, settings: Settings) -> None:
+    """Check the session's chain against OpenRouter's catalog (when reachable): retired ids out, tool support in."""
     await validate_router_chain(or_llm.router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
-    return or_llm
 
 
 def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM | None = None,
@@ -266,16 +264,17 @@ server = AgentServer(setup_fnc=prewarm)
 async def entrypoint(ctx: JobContext) -> None:
     """One voice session per room."""
     settings = load_settings()
-    or_llm = await prepare_llm(settings)
-    session = build_session(settings, vad=ctx.proc.userdata["vad"],
-                            turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
+    or_llm = build_llm(settings)
     summarise = log_usage(or_llm)
 
     async def end_of_session() -> None:
         summarise()
         await or_llm.aclose()
 
-    ctx.add_shutdown_callback(end_of_session)
+    ctx.add_shutdown_callback(end_of_session)  # first: whatever fails below, the connections are closed
+    await check_llm_chain(or_llm, settings)
+    session = build_session(settings, vad=ctx.proc.userdata["vad"],
+                            turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
     weather = WeatherClient(geocoding_url=settings.weather_geocoding_url, forecast_url=settings.weather_forecast_url)
     await session.start(agent=Assistant(llm=or_llm, weather=weather), room=ctx.room)
 

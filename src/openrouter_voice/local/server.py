@@ -260,6 +260,7 @@ class LocalModelServer:
         self._lifeline: int | None = None
         self._stderr_tail: deque[str] = deque(maxlen=40)
         self._lock = threading.Lock()
+        self._answered = False  # it answered once: an exit after that is a crash; before it, a failed start
 
     @property
     def base_url(self) -> str:
@@ -355,6 +356,7 @@ class LocalModelServer:
 
     def _spawn(self, path: Path) -> None:
         self.port = _free_port()
+        self._answered = False
         self._stderr_tail.clear()
         read_end, self._lifeline = os.pipe()  # non-inheritable: no other child keeps it open
         try:
@@ -379,7 +381,7 @@ class LocalModelServer:
                 self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
         # EOF: the server exited. Unless we stopped it (stop() forgets the process first), it crashed
         # mid-session, and every request to it will now fail: say why, once.
-        if self._process is process and process.wait() is not None and self._process is process and self.port:
+        if self._process is process and process.wait() is not None and self._process is process and self._answered:
             logger.error("the local model server stopped unexpectedly (%s)%s", self._exit(process.returncode),
                          self._tail())
 
@@ -414,6 +416,7 @@ class LocalModelServer:
             return False
         with contextlib.suppress(ValueError, LookupError, TypeError):
             self.model = str(response.json()["data"][0]["id"])
+        self._answered = True
         return True
 
     def _tail(self) -> str:

@@ -278,10 +278,12 @@ async def validate_router_chain(router: FallbackRouter, catalog: Catalog, *,
         logger.warning("dropping %s from the chain: %s%s", dropped.model, dropped.reason, hint)
     for warning in report.warnings:
         logger.warning("%s", warning)
-    if report.kept:
-        router.set_models([t for t in router.models if t.label in report.kept])
-    else:
+    # Judged on OpenRouter's ids alone: 'model@endpoint' ones are always kept and must not hide a
+    # catalog that lists none of the chain (which would leave, say, only the local model).
+    if any("@" not in label for label in labels) and not any("@" not in label for label in report.kept):
         logger.error("no model of the chain is in the catalog; keeping it unchanged")
+    else:
+        router.set_models([t for t in router.models if t.label in report.kept])
     # Only OpenRouter's ids: the catalog knows nothing of 'model@endpoint' ones (e.g. the local model).
     router.set_tool_support({label: label not in report.without_tools for label in labels if "@" not in label})
     return report
