@@ -21,8 +21,7 @@ import httpx2
 import psutil
 import pytest
 
-from openrouter_voice.cli.chat import LOCAL_OPTIONS
-from openrouter_voice.local import INSTALL_HINT, LocalModelError, LocalModelServer, model_path
+from openrouter_voice.local import INSTALL_HINT, REQUEST_OPTIONS, LocalModelError, LocalModelServer, model_path
 from openrouter_voice.router import FallbackRouter
 from tests.conftest import require_local_extra
 
@@ -268,7 +267,7 @@ def test_a_failed_start_reports_the_server_error(caplog: pytest.LogCaptureFixtur
 async def test_local_model_streams_real_text_through_the_router(local_server: LocalModelServer) -> None:
     label = f"{local_server.model}@local"
     router = FallbackRouter(models=[label], endpoints={"local": (local_server.base_url, None)},
-                            endpoint_options={"local": LOCAL_OPTIONS}, api_key=None,
+                            endpoint_options={"local": REQUEST_OPTIONS}, api_key=None,
                             base_url="http://127.0.0.1:9/api/v1", first_token_timeout=30, stall_timeout=10,
                             app_name="t")
     try:
@@ -285,7 +284,7 @@ async def test_local_model_streams_real_text_through_the_router(local_server: Lo
 async def test_local_model_is_the_last_resort_when_openrouter_is_unreachable(local_server: LocalModelServer) -> None:
     router = FallbackRouter(models=["openai/gpt-4o-mini", f"{local_server.model}@local"],
                             endpoints={"local": (local_server.base_url, None)},
-                            endpoint_options={"local": LOCAL_OPTIONS}, api_key="sk-or-v1-unused0000",
+                            endpoint_options={"local": REQUEST_OPTIONS}, api_key="sk-or-v1-unused0000",
                             base_url="http://127.0.0.1:9/api/v1", first_token_timeout=30, stall_timeout=10,
                             app_name="t")
     try:

@@ -17,7 +17,6 @@ from livekit.agents import AgentSession, cli, llm
 from openrouter_voice.agent import OpenRouterLLM
 from openrouter_voice.agent.worker import (
     LOCAL_MODEL_ENV,
-    LOCAL_OPTIONS,
     LOCAL_URL_ENV,
     build_llm,
     build_session,
@@ -29,6 +28,7 @@ from openrouter_voice.agent.worker import (
     wants_local_model,
 )
 from openrouter_voice.config import load_settings
+from openrouter_voice.local import REQUEST_OPTIONS
 from openrouter_voice.testing import Script, ScriptedUpstream
 from tests.conftest import TEST_KEY, require_local_extra
 
@@ -258,7 +258,7 @@ async def test_the_local_model_ends_the_chain_and_answers_when_openrouter_fails(
     assert {r.model for r in upstream.requests[:-1]} == {PRIMARY, BACKUP}
     local = upstream.requests[-1]
     assert (local.model, local.path) == ("gemma-3-270m", "/v1/chat/completions")
-    assert {name: local.body.get(name) for name in LOCAL_OPTIONS} == LOCAL_OPTIONS  # the chat's sampling
+    assert {name: local.body.get(name) for name in REQUEST_OPTIONS} == REQUEST_OPTIONS  # the chat's sampling
     assert "authorization" not in {h.lower() for h in local.headers}  # the OpenRouter key stays with OpenRouter
     assert or_llm.router._client.is_closed
 

@@ -27,7 +27,8 @@ from livekit.agents.types import NOT_GIVEN
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from ..config import ConfigError, Settings, load_settings
-from ..local.server import REQUEST_OPTIONS
+from ..local.server import ENDPOINT as LOCAL_ENDPOINT
+from ..local.server import add_as_last_resort
 from ..router.catalog import Catalog, validate_router_chain
 from ..router.redact import RedactingFilter
 from .assistant import Assistant
@@ -51,8 +52,6 @@ _PRINT_AND_EXIT_OPTIONS = {"--help", "-h", "--list-devices"}
 # one embedded model server it started listens. Set and cleared by run_worker only.
 LOCAL_URL_ENV = "OPENROUTER_VOICE_LOCAL_URL"
 LOCAL_MODEL_ENV = "OPENROUTER_VOICE_LOCAL_MODEL"
-LOCAL_ENDPOINT = "local"
-LOCAL_OPTIONS = REQUEST_OPTIONS  # the local model's sampling, as in the chat
 
 
 def missing_settings(settings: Settings, command: str) -> list[str]:
@@ -181,10 +180,7 @@ def build_llm(settings: Settings) -> OpenRouterLLM:
     router = FallbackRouter(settings=settings, models=settings.chain())
     local = local_fallback_target(settings)
     if local is not None:  # last resort if OpenRouter is unreachable
-        label, url = local
-        router.add_endpoint(LOCAL_ENDPOINT, url, options=LOCAL_OPTIONS)
-        router.set_models([*router.models, label])
-        router.set_tool_support({label: False})  # a 270M model cannot call tools reliably
+        add_as_last_resort(router, *local)
     # The session's LLM owns its router: closing it at the end of the session closes the connections.
     return OpenRouterLLM(router=router, owns_router=True)
 

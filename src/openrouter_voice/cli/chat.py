@@ -21,12 +21,11 @@ from rich.markup import escape
 from ..agent import Assistant, OpenRouterLLM
 from ..agent.tools.weather import WeatherClient
 from ..config import Settings
-from ..local.server import REQUEST_OPTIONS
+from ..local.server import ENDPOINT, REQUEST_OPTIONS, add_as_last_resort
 from ..router import FallbackRouter, Usage
 from ..router.catalog import Catalog, CatalogUnavailableError, validate_router_chain
 
 HELP = "commands: /info  /models [filter]  /switch NAME  /help  /quit"
-LOCAL_OPTIONS = REQUEST_OPTIONS  # the local model's sampling, shared with the voice worker
 
 
 class TerminalOutput(io.TextOutput):
@@ -64,7 +63,7 @@ async def start_local(stack: contextlib.AsyncExitStack, console: Console, *, ann
     except LocalModelError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         return None
-    return f"{server.model}@local", server.base_url
+    return f"{server.model}@{ENDPOINT}", server.base_url
 
 
 async def build_router(settings: Settings, stack: contextlib.AsyncExitStack, console: Console, *,
@@ -79,8 +78,8 @@ async def build_router(settings: Settings, stack: contextlib.AsyncExitStack, con
         console.print(f"[yellow]No OPENROUTER_API_KEY: answering with the local model ({label.split('@')[0]}, "
                       "offline, small and simple).[/yellow]" if not local_only else
                       f"[yellow]Using only the local model ({label.split('@')[0]}).[/yellow]")
-        router = FallbackRouter(settings=settings, models=[label], endpoints={"local": (url, None)},
-                                endpoint_options={"local": LOCAL_OPTIONS}, hedge_after=None)
+        router = FallbackRouter(settings=settings, models=[label], endpoints={ENDPOINT: (url, None)},
+                                endpoint_options={ENDPOINT: REQUEST_OPTIONS}, hedge_after=None)
         router.set_tool_support({label: False})  # a 270M model cannot call tools reliably
         stack.push_async_callback(router.aclose)
         return router
@@ -94,10 +93,7 @@ async def build_router(settings: Settings, stack: contextlib.AsyncExitStack, con
     if settings.local_fallback:
         local = await start_local(stack, console, announce=False)
         if local is not None:  # last resort if OpenRouter is unreachable
-            label, url = local
-            router.add_endpoint("local", url, options=LOCAL_OPTIONS)
-            router.set_models([*router.models, label])
-            router.set_tool_support({label: False})
+            add_as_last_resort(router, *local)
     return router
 
 

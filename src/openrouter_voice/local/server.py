@@ -45,11 +45,14 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx2
 
 from ..config import cache_root
+
+if TYPE_CHECKING:
+    from ..router import FallbackRouter
 
 MODEL_ALIAS = "gemma-3-270m"
 """The model id the server reports in ``/v1/models`` and in every reply."""
@@ -73,6 +76,8 @@ REQUEST_OPTIONS: dict[str, Any] = {
     "stop": ["\n\n", "###", "\nUser", "\nUSER"],
 }
 """Request fields the chat and the voice worker send the local model (``endpoint_options``)."""
+ENDPOINT = "local"
+"""The endpoint name chains use for the local model: ``gemma-3-270m@local``."""
 
 # Everything the extra must bring: llama.cpp's bindings, their [server] extra, and the weights.
 _REQUIRED_MODULES = (
@@ -109,6 +114,14 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 class LocalModelError(RuntimeError):
     """The local model cannot be prepared or served; the message says how to fix it."""
+
+
+def add_as_last_resort(router: FallbackRouter, label: str, base_url: str) -> None:
+    """End ``router``'s chain with the local model ``label`` (``model@local``) served at ``base_url``,
+    with its sampling options and no tools (a 270M model cannot call them reliably)."""
+    router.add_endpoint(ENDPOINT, base_url, options=REQUEST_OPTIONS)
+    router.set_models([*router.models, label])
+    router.set_tool_support({label: False})
 
 
 def is_installed() -> bool:
@@ -381,7 +394,8 @@ class LocalModelServer:
                 self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
         # EOF: the server exited. Unless we stopped it (stop() forgets the process first), it crashed
         # mid-session, and every request to it will now fail: say why, once.
-        if self._process is process and process.wait() is not None and self._process is process and self._answered:
+        process.wait()
+        if self._process is process and self._answered:
             logger.error("the local model server stopped unexpectedly (%s)%s", self._exit(process.returncode),
                          self._tail())
 

@@ -101,10 +101,6 @@ def _date(value: Any) -> dt.date | None:
         return None
 
 
-def default_cache_dir() -> Path:
-    return cache_root()
-
-
 class Catalog:
     """Fetches ``/api/v1/models`` once per ``ttl`` and keeps a copy on disk for offline starts.
 
@@ -120,7 +116,7 @@ class Catalog:
         self.timeout = timeout
         self._client = http_client
         slug = "".join(c if c.isalnum() else "_" for c in self.base_url)[-80:]
-        self.cache_path = (cache_dir or default_cache_dir()) / f"models-{slug}.json"
+        self.cache_path = (cache_dir or cache_root()) / f"models-{slug}.json"
         self._models: list[ModelInfo] | None = None
         self._fetched_at = 0.0
         self.stale = False

@@ -673,9 +673,9 @@ class FallbackRouter:
             self.health.record_failure(label, reason=reason, exclude=True)
         elif action is Action.NO_TOOLS:
             # Healthy, but it cannot take tools: from now on it gets turns without them (and after the others).
-            if self._tool_support.get(label, True):
+            if self.supports_tools(target):
                 logger.warning("%s does not support tool calling; it will answer without tools", label)
-            self._tool_support[label] = False
+            self.set_tool_support({label: False})
             self.health.end_trial(label)
         else:
             # The model itself is fine (bad request, bad key, no credit): no cooldown, end any trial.
