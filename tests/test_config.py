@@ -80,7 +80,7 @@ def test_endpoints_json(monkeypatch):
 
 
 def test_an_endpoint_key_is_masked_and_never_taken_from_a_stray_env_var(monkeypatch):
-    from openrouter_voice.router.redact import redact
+    from openrouter_voice.redact import redact
 
     monkeypatch.setenv("API_KEY", "stray-generic-key-from-elsewhere")
     monkeypatch.setenv("OPENROUTER_VOICE_ENDPOINTS", '{"a": {"base_url": "http://127.0.0.1:1/v1"}, '

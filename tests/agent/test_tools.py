@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openrouter_voice.agent.tools.model_names import normalise, resolve_spoken_name
 from openrouter_voice.agent.tools.weather import WeatherClient, WeatherError
 from openrouter_voice.router.catalog import parse_models
+from openrouter_voice.router.names import normalise, resolve_spoken_name
 from openrouter_voice.testing import default_catalog
 
 MODELS = parse_models({"data": default_catalog()})

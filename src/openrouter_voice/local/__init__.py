@@ -5,6 +5,8 @@
 ...     print(server.base_url, server.model)
 """
 
-from .server import INSTALL_HINT, REQUEST_OPTIONS, LocalModelError, LocalModelServer, is_installed, model_path
+from .errors import INSTALL_HINT, LocalModelError
+from .server import REQUEST_OPTIONS, LocalModelServer, is_installed
+from .weights import model_path
 
 __all__ = ["INSTALL_HINT", "REQUEST_OPTIONS", "LocalModelError", "LocalModelServer", "is_installed", "model_path"]

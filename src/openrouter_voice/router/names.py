@@ -1,4 +1,8 @@
-"""Spoken model names ("switch to Gemini Flash", "use GPT four o mini") to catalog ids.
+"""Names to catalog ids: the one place where a spoken or typed model name becomes an OpenRouter id.
+
+Spoken names ("switch to Gemini Flash", "use GPT four o mini") go through :func:`resolve_spoken_name`;
+an id that is not in the catalog (retired, misspelt) gets its closest live id from
+:func:`suggest_replacement`. Both match with rapidfuzz.
 
 Speech-to-text writes numbers as words and mishears brand names, so matching normalises numbers
 ("four point one" -> "4.1", "four o" -> "4o"), drops filler words, and compares tokens fuzzily.
@@ -12,10 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rapidfuzz import fuzz, process
 
-from ...router.catalog import ModelInfo
+if TYPE_CHECKING:
+    from .catalog import ModelInfo
 
 _NUMBERS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
             "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12"}
@@ -130,3 +136,24 @@ def resolve_spoken_name(spoken: str, models: list[ModelInfo], *, need_tools: boo
 def spoken_model_name(model: ModelInfo) -> str:
     """How to say a model's name: 'Gemini 2.5 Flash' rather than 'Google: Gemini 2.5 Flash'."""
     return model.name.split(":", 1)[-1].strip() or model.id
+
+
+def suggest_replacement(model_id: str, models: list[ModelInfo], *, need_tools: bool = True,
+                        today: dt.date | None = None) -> str | None:
+    """The closest live catalog id to ``model_id`` (same author preferred), e.g. for a retired id.
+
+    >>> from openrouter_voice.router.catalog import ModelInfo
+    >>> live = [ModelInfo("google/gemini-2.5-flash", "Gemini 2.5 Flash", supports_tools=True),
+    ...         ModelInfo("openai/gpt-4o-mini", "GPT-4o mini", supports_tools=True)]
+    >>> suggest_replacement("google/gemini-1.5-flash", live)
+    'google/gemini-2.5-flash'
+    """
+    today = today or dt.date.today()
+    live = [m for m in models if m.expiration_date is None or m.expiration_date > today]
+    if need_tools:
+        live = [m for m in live if m.supports_tools] or live
+    author = model_id.split("/", 1)[0]
+    same_author = [m.id for m in live if m.author == author and m.id != model_id]
+    pool = same_author or [m.id for m in live if m.id != model_id]
+    match = process.extractOne(model_id, pool, scorer=fuzz.ratio, score_cutoff=30)
+    return str(match[0]) if match else (same_author[0] if same_author else None)

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from openrouter_voice.agent.tools.weather import WeatherClient, WeatherError
+from openrouter_voice.fetch import ResponseTooLargeError, fetch
 from openrouter_voice.router.catalog import Catalog, CatalogUnavailableError
-from openrouter_voice.router.fetch import ResponseTooLargeError, fetch
 
 
 async def drip(request: web.Request) -> web.StreamResponse:
