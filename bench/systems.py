@@ -154,10 +154,14 @@ class Ours(System):
                 "past hedge_after it also asks the backup and keeps whichever speaks first), on its own httpx2 client")
 
     async def start(self, base_url: str, models: list[str]) -> None:
-        from openrouter_voice.router import FallbackRouter
+        from openrouter_voice.app import build_router
+        from openrouter_voice.config import Settings
 
-        self.router = FallbackRouter(models=models, api_key=API_KEY, base_url=base_url, app_name="bench",
-                                     **ours_defaults())
+        # Assembled as the app assembles it (openrouter_voice.app), from settings with the defaults; the
+        # scripted upstream's catalog does not list the bench's ids, so the catalog check is skipped.
+        settings = Settings(openrouter_api_key=API_KEY, openrouter_base_url=base_url, openrouter_app_name="bench",
+                            local_fallback=False, _env_file=None)  # type: ignore[call-arg]
+        self.router = await build_router(settings, models=models, check=False)
 
     async def texts(self, messages: list[dict[str, Any]]) -> Deltas:
         async with self.router.stream(messages) as stream:

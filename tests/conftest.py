@@ -36,6 +36,7 @@ async def make_router(upstream: ScriptedUpstream) -> AsyncIterator[Callable[...,
         kwargs.setdefault("final_first_token_timeout", 2.0)
         kwargs.setdefault("app_name", "voice-tests")
         kwargs.setdefault("app_url", "https://example.test/app")
+        kwargs.setdefault("hedge_after", None)  # hedging is tested on purpose, not by accident
         router = FallbackRouter(models=models, **kwargs)
         routers.append(router)
         return router

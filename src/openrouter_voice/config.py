@@ -7,15 +7,18 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+from .redact import register_secret
+from .router import defaults
+from .router.defaults import OPENROUTER_BASE_URL
+
+__all__ = ["OPENROUTER_BASE_URL", "ConfigError", "EndpointConfig", "Settings", "load_settings", "validate_model_id"]
+
 
 # A current, cheap, fast voice chain (checked against OpenRouter's catalog in 2026; the 2024 seed
 # list had retired ids). `doctor` and start-up catalog checks re-validate it against /api/v1/models.
@@ -26,14 +29,6 @@ DEFAULT_FALLBACK_MODELS = ("openai/gpt-4o-mini", "meta-llama/llama-3.1-8b-instru
 # OpenAI-compatible endpoint configured in OPENROUTER_VOICE_ENDPOINTS (``@local`` is built in).
 _OPENROUTER_ID = re.compile(r"^[a-z0-9][a-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*(:[a-z0-9\-]+)?$")
 _ENDPOINT_ID = re.compile(r"^[^\s@]+@[a-z0-9_\-]+$")
-
-
-def cache_root() -> Path:
-    """Where caches live: ``$OPENROUTER_VOICE_CACHE_DIR``, else ``$XDG_CACHE_HOME/openrouter-voice``,
-    else ``~/.cache/openrouter-voice`` (from the process environment: caches are found before settings load)."""
-    base = os.environ.get("OPENROUTER_VOICE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openrouter-voice")
-    return Path(base)
 
 
 class ConfigError(ValueError):
@@ -73,9 +68,6 @@ def _registered(value: SecretStr | None) -> SecretStr | None:
     """Empty means unset; anything else is registered with the log/error redactor."""
     if value is None or not value.get_secret_value().strip():
         return None
-    # Imported here: the router package imports this module for its defaults.
-    from .router.redact import register_secret
-
     secret = value.get_secret_value().strip()
     register_secret(secret)
     return SecretStr(secret)
@@ -89,7 +81,7 @@ class Settings(BaseSettings):
     )
 
     openrouter_api_key: SecretStr | None = None
-    openrouter_app_name: str = "openrouter-voice"
+    openrouter_app_name: str = defaults.APP_NAME
     openrouter_app_url: str | None = None
     openrouter_default_model: str = DEFAULT_MODEL
     openrouter_fallback_models: Annotated[list[str], NoDecode] = Field(
@@ -97,14 +89,15 @@ class Settings(BaseSettings):
     )
     openrouter_base_url: str = OPENROUTER_BASE_URL
     first_token_timeout: float = Field(
-        default=2.0, validation_alias=AliasChoices("OPENROUTER_FIRST_TOKEN_TIMEOUT", "first_token_timeout"),
+        default=defaults.FIRST_TOKEN_TIMEOUT,
+        validation_alias=AliasChoices("OPENROUTER_FIRST_TOKEN_TIMEOUT", "first_token_timeout"),
     )
     stall_timeout: float = Field(
-        default=1.5, validation_alias=AliasChoices("OPENROUTER_STALL_TIMEOUT", "stall_timeout"),
+        default=defaults.STALL_TIMEOUT, validation_alias=AliasChoices("OPENROUTER_STALL_TIMEOUT", "stall_timeout"),
     )
     # If the model has no first token after this long, also ask the next one (0 turns hedging off).
     hedge_after: float = Field(
-        default=1.0, validation_alias=AliasChoices("OPENROUTER_HEDGE_AFTER", "hedge_after"),
+        default=defaults.HEDGE_AFTER, validation_alias=AliasChoices("OPENROUTER_HEDGE_AFTER", "hedge_after"),
     )
     debug: bool = Field(default=False, validation_alias=AliasChoices("OPENROUTER_DEBUG", "debug"))
     # Extra OpenAI-compatible endpoints as JSON: {"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}

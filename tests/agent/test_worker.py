@@ -20,7 +20,6 @@ from openrouter_voice.agent.worker import (
     LOCAL_URL_ENV,
     build_llm,
     build_session,
-    check_llm_chain,
     load_turn_detection,
     missing_settings,
     run_worker,
@@ -91,7 +90,8 @@ async def test_session_components_come_from_settings_and_llm_retries_are_off(env
     settings = load_settings()
     from livekit.plugins import silero
 
-    session = build_session(settings, vad=silero.VAD.load(), turn_detection="vad")
+    session = build_session(settings, vad=silero.VAD.load(), turn_detection="vad",
+                            llm=await build_llm(settings, check=False))
     assert isinstance(session, AgentSession)
     assert type(session.stt).__module__.startswith("livekit.plugins.deepgram")
     assert type(session.tts).__module__.startswith("livekit.plugins.cartesia")
@@ -103,7 +103,7 @@ async def test_session_components_come_from_settings_and_llm_retries_are_off(env
 
 
 async def test_the_worker_llm_closes_its_router(env):
-    or_llm = build_llm(load_settings())
+    or_llm = await build_llm(load_settings(), check=False)
     await or_llm.aclose()
     assert or_llm.router._client.is_closed
 
@@ -114,10 +114,12 @@ async def test_the_loaded_turn_detector_is_the_one_the_session_uses(env):
     from livekit.plugins import silero
 
     detector = load_turn_detection()
-    session = build_session(load_settings(), vad=silero.VAD.load(), turn_detection=detector)
+    session = build_session(load_settings(), vad=silero.VAD.load(), turn_detection=detector,
+                            llm=await build_llm(load_settings(), check=False))
     assert session.turn_detection is detector
     await session.llm.aclose()
-    fallback = build_session(load_settings(), vad=silero.VAD.load(), turn_detection=load_turn_detection(_broken))
+    fallback = build_session(load_settings(), vad=silero.VAD.load(), turn_detection=load_turn_detection(_broken),
+                             llm=await build_llm(load_settings(), check=False))
     assert fallback.turn_detection == "vad"
     await fallback.llm.aclose()
 
@@ -155,7 +157,7 @@ async def test_usage_is_logged_per_turn_and_summarised_per_session(make_agent, c
 
 def test_job_process_logs_are_redacted(caplog):
     from openrouter_voice.agent.worker import redact_process_logs
-    from openrouter_voice.router import register_secret
+    from openrouter_voice.redact import register_secret
 
     secret = "dg-secret-value-0123456789"
     register_secret(secret)
@@ -184,7 +186,7 @@ def test_run_worker_hands_logging_to_livekit(env, monkeypatch):
     from livekit.agents import cli
 
     from openrouter_voice.agent import worker
-    from openrouter_voice.router import RedactingFilter
+    from openrouter_voice.redact import RedactingFilter
 
     for name, value in {"LIVEKIT_URL": "ws://127.0.0.1:7880", "LIVEKIT_API_KEY": "devkey",
                         "LIVEKIT_API_SECRET": "secret-0123456789", "DEEPGRAM_API_KEY": "dg-key-123456",
@@ -246,7 +248,7 @@ async def test_the_local_model_ends_the_chain_and_answers_when_openrouter_fails(
     upstream.script(PRIMARY, Script(status=503))
     upstream.script(BACKUP, Script(status=503))
     upstream.script("gemma-3-270m", Script(text="Paris is the capital."))
-    or_llm = build_llm(load_settings())
+    or_llm = await build_llm(load_settings(), check=False)
     try:
         assert [t.label for t in or_llm.router.models] == [PRIMARY, BACKUP, "gemma-3-270m@local"]
         assert not or_llm.router.supports_tools(or_llm.router.models[-1])  # a 270M model: no tools
@@ -264,13 +266,13 @@ async def test_the_local_model_ends_the_chain_and_answers_when_openrouter_fails(
 
 
 async def test_without_the_local_url_the_chain_is_unchanged(chain_env, upstream):
-    or_llm = build_llm(load_settings())
+    or_llm = await build_llm(load_settings(), check=False)
     await or_llm.aclose()
     assert [t.label for t in or_llm.router.models] == [PRIMARY, BACKUP]
     assert "local" not in or_llm.router.endpoint_options
     chain_env.setenv(LOCAL_URL_ENV, local_url(upstream))
     chain_env.setenv("OPENROUTER_VOICE_LOCAL_FALLBACK", "false")  # the user's "no" wins over the worker's server
-    off = build_llm(load_settings())
+    off = await build_llm(load_settings(), check=False)
     await off.aclose()
     assert [t.label for t in off.router.models] == [PRIMARY, BACKUP]
 
@@ -280,9 +282,8 @@ async def test_a_catalog_listing_none_of_the_chain_does_not_leave_only_the_local
     chain_env.setenv("OPENROUTER_DEFAULT_MODEL", "gone/one")
     chain_env.setenv("OPENROUTER_FALLBACK_MODELS", "gone/two")
     settings = load_settings()
-    or_llm = build_llm(settings)
+    or_llm = await build_llm(settings)
     try:
-        await check_llm_chain(or_llm, settings)
         assert [t.label for t in or_llm.router.models] == ["gone/one", "gone/two", "gemma-3-270m@local"]
     finally:
         await or_llm.aclose()
@@ -296,9 +297,8 @@ async def test_the_checked_chain_keeps_tools_away_from_the_local_model(chain_env
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather.",
                                                "parameters": {"type": "object", "properties": {}}}}]
     settings = load_settings()
-    or_llm = build_llm(settings)
+    or_llm = await build_llm(settings)
     try:
-        await check_llm_chain(or_llm, settings)
         assert upstream.catalog_requests == 1  # the chain was checked against the catalog
         router = or_llm.router
         assert [t.label for t in router.models] == [PRIMARY, BACKUP, "gemma-3-270m@local"]
@@ -431,7 +431,7 @@ def test_run_worker_serves_the_real_local_model_to_its_jobs(worker, env, monkeyp
     urls: list[str] = []
 
     async def job() -> None:  # what a session's LLM does in a job process, which inherits the environment
-        or_llm = build_llm(load_settings())
+        or_llm = await build_llm(load_settings(), check=False)
         try:
             answers.append((await say(or_llm, "What is the capital of France?"),
                             or_llm.last_completion.model if or_llm.last_completion else None))

@@ -65,10 +65,10 @@ async def test_suggest_replacement_prefers_tool_capable_live_models(upstream, tm
 
 
 async def test_validate_router_chain_drops_retired_and_marks_tool_support(upstream, make_router, tmp_path, caplog):
-    from openrouter_voice.router.catalog import validate_router_chain
+    from openrouter_voice.app import check_against_catalog
 
     router = make_router(["google/gemini-1.5-flash", "mistralai/mistral-7b-instruct", "openai/gpt-4o-mini"])
-    report = await validate_router_chain(router, Catalog(upstream.base_url, cache_dir=tmp_path),
+    report = await check_against_catalog(router, Catalog(upstream.base_url, cache_dir=tmp_path),
                                          today=dt.date(2026, 11, 24))
     assert report is not None
     assert [t.model for t in router.models] == ["mistralai/mistral-7b-instruct", "openai/gpt-4o-mini"]
@@ -78,10 +78,10 @@ async def test_validate_router_chain_drops_retired_and_marks_tool_support(upstre
 
 
 async def test_validate_router_chain_offline_keeps_the_chain(make_router, tmp_path):
-    from openrouter_voice.router.catalog import validate_router_chain
+    from openrouter_voice.app import check_against_catalog
 
     router = make_router(["google/gemini-1.5-flash", "openai/gpt-4o-mini"])
-    report = await validate_router_chain(router, Catalog("http://127.0.0.1:9/api/v1", cache_dir=tmp_path,
+    report = await check_against_catalog(router, Catalog("http://127.0.0.1:9/api/v1", cache_dir=tmp_path,
                                                          timeout=0.5))
     assert report is None
     assert [t.model for t in router.models] == ["google/gemini-1.5-flash", "openai/gpt-4o-mini"]

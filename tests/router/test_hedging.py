@@ -62,4 +62,4 @@ async def test_hedge_budget_limits_hedging_when_everything_is_slow(upstream, mak
     assert all(r.text for r in replies)
     hedged = sum(1 for r in upstream.requests if r.model == "b/slow")
     assert 1 <= hedged <= 2  # 10% of 20 in flight
-    assert router._in_flight == 0 and router._hedges_in_flight == 0
+    assert router._hedges.in_flight == 0 and router._hedges.hedging == 0

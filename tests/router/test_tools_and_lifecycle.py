@@ -211,7 +211,9 @@ def test_router_defaults_come_from_settings(monkeypatch):
     monkeypatch.setenv("OPENROUTER_FALLBACK_MODELS", "google/gemini-2.5-flash-lite, meta-llama/llama-3.1-8b-instruct")
     monkeypatch.setenv("OPENROUTER_APP_NAME", "my-app")
     monkeypatch.setenv("OPENROUTER_FIRST_TOKEN_TIMEOUT", "1.25")
-    router = FallbackRouter()
+    from openrouter_voice.config import load_settings
+
+    router = FallbackRouter.from_settings(load_settings())
     assert [t.model for t in router.models] == ["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite",
                                                 "meta-llama/llama-3.1-8b-instruct"]
     assert router.api_key == "sk-or-v1-fromenv0123456789"

@@ -12,8 +12,8 @@ import logging
 from livekit.agents import Agent, function_tool
 
 from ..router.catalog import Catalog, CatalogUnavailableError
+from ..router.names import resolve_spoken_name, spoken_model_name
 from .llm import OpenRouterLLM
-from .tools.model_names import resolve_spoken_name, spoken_model_name
 from .tools.weather import WeatherClient, WeatherError
 
 logger = logging.getLogger("openrouter_voice.agent")
@@ -36,15 +36,21 @@ class Assistant(Agent):
 
     Args:
         llm: the session's :class:`OpenRouterLLM` (tools read and change its chain).
-        weather: Open-Meteo client (base URLs configurable for tests).
-        catalog: OpenRouter's model catalog, used to resolve spoken model names.
+        weather: Open-Meteo client (default: from the settings, ``OPENROUTER_VOICE_GEOCODING_URL`` /
+            ``OPENROUTER_VOICE_FORECAST_URL``).
+        catalog: OpenRouter's model catalog, used to resolve spoken model names (default: the catalog
+            of the router's OpenRouter endpoint).
     """
 
     def __init__(self, *, llm: OpenRouterLLM, weather: WeatherClient | None = None,
                  catalog: Catalog | None = None, instructions: str = INSTRUCTIONS) -> None:
         super().__init__(instructions=instructions, llm=llm)
         self.or_llm = llm
-        self.weather = weather or WeatherClient()
+        if weather is None:
+            from ..config import load_settings
+
+            weather = WeatherClient.from_settings(load_settings())
+        self.weather = weather
         self.catalog = catalog or Catalog(llm.router.base_url, api_key=llm.router.api_key)
 
     @function_tool

@@ -5,6 +5,8 @@ Drop it into any session, like livekit-plugins-openai's ``openai.LLM``:
 >>> from livekit.agents import AgentSession
 >>> from openrouter_voice.agent import OpenRouterLLM
 >>> session = AgentSession(llm=OpenRouterLLM(models=["google/gemini-2.5-flash-lite", "openai/gpt-4o-mini"]))
+>>> session.llm.primary
+'google/gemini-2.5-flash-lite'
 
 The router owns fallback, deadlines and retries. LiveKit's own ``LLMStream`` retry (up to
 ``conn_options.max_retry`` re-runs of ``_run`` on a retryable ``APIError``) would re-send whole
@@ -87,15 +89,21 @@ class SessionStats:
 class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
     """LiveKit LLM over OpenRouter with client-side fallback across a chain of models.
 
+    Like LiveKit's own plugins, it reads what it is not given from the environment (and ``.env``)
+    when it builds its router; ``router=`` (e.g. from :func:`openrouter_voice.app.build_router`)
+    takes a router assembled elsewhere.
+
     Args:
         models: the chain, primary first (default: OPENROUTER_DEFAULT_MODEL + OPENROUTER_FALLBACK_MODELS).
-        api_key, base_url, first_token_timeout: as for :class:`FallbackRouter` (defaults from the environment).
+        api_key, base_url, first_token_timeout: as for :class:`FallbackRouter` (default: the settings).
         router: use this router instead of building one (shared health, custom endpoints).
         owns_router: whether :meth:`aclose` closes the router too (default: only one it built).
         temperature, max_completion_tokens, parallel_tool_calls, tool_choice: request options.
         apology: what the user hears when every model fails (None to raise instead).
 
     >>> llm_ = OpenRouterLLM(models=["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"], first_token_timeout=1.5)
+    >>> llm_.router.first_token_timeout, llm_.primary
+    (1.5, 'openai/gpt-4o-mini')
     >>> llm_.on("fallback", lambda ev: print("served by", ev.served_by, "because", ev.reason))  # doctest: +SKIP
     """
 
@@ -116,9 +124,15 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         apology: str | None = APOLOGY,
     ) -> None:
         super().__init__()
-        self._router = router or FallbackRouter(models=models, api_key=api_key, base_url=base_url,
-                                                first_token_timeout=first_token_timeout)
-        self._owns_router = router is None if owns_router is None else owns_router
+        if router is None:
+            from ..config import load_settings
+
+            given = {"api_key": api_key, "base_url": base_url, "first_token_timeout": first_token_timeout}
+            router = FallbackRouter.from_settings(load_settings(), models,
+                                                  **{k: v for k, v in given.items() if v is not None})
+            owns_router = True if owns_router is None else owns_router
+        self._router = router
+        self._owns_router = bool(owns_router)
         self._opts: dict[str, Any] = dict(extra_body or {})
         if is_given(temperature):
             self._opts["temperature"] = temperature

@@ -26,14 +26,13 @@ from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobCont
 from livekit.agents.types import NOT_GIVEN
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
+from .. import app
+from ..app import LocalModel
 from ..config import ConfigError, Settings, load_settings
 from ..local.server import ENDPOINT as LOCAL_ENDPOINT
-from ..local.server import add_as_last_resort
-from ..router.catalog import Catalog, validate_router_chain
-from ..router.redact import RedactingFilter
-from .assistant import Assistant
+from ..redact import RedactingFilter
+from ..router.catalog import Catalog
 from .llm import OpenRouterLLM, TurnEvent
-from .tools.weather import WeatherClient
 
 if TYPE_CHECKING:
     from ..local import LocalModelServer
@@ -160,37 +159,25 @@ def local_model_environment(server: LocalModelServer | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def local_fallback_target(settings: Settings) -> tuple[str, str] | None:
-    """``(label, base_url)`` of the worker's local model (from its environment), or None if it has none."""
+def local_model(settings: Settings) -> LocalModel | None:
+    """The worker's local model (its main process started it; the URL is in this process's
+    environment), or None if it has none or OPENROUTER_VOICE_LOCAL_FALLBACK is off."""
     url = os.environ.get(LOCAL_URL_ENV)
     if not url or not settings.local_fallback:
         return None
     from ..local.server import MODEL_ALIAS
 
-    return f"{os.environ.get(LOCAL_MODEL_ENV) or MODEL_ALIAS}@{LOCAL_ENDPOINT}", url
+    return LocalModel(f"{os.environ.get(LOCAL_MODEL_ENV) or MODEL_ALIAS}@{LOCAL_ENDPOINT}", url)
 
 
-def build_llm(settings: Settings) -> OpenRouterLLM:
-    """The session's LLM from settings (chain, key, timeouts, hedging, endpoints).
-
-    If the worker started the local model (:func:`run_worker`), it ends the chain as the last resort.
-    """
-    from ..router import FallbackRouter
-
-    router = FallbackRouter(settings=settings, models=settings.chain())
-    local = local_fallback_target(settings)
-    if local is not None:  # last resort if OpenRouter is unreachable
-        add_as_last_resort(router, *local)
-    # The session's LLM owns its router: closing it at the end of the session closes the connections.
-    return OpenRouterLLM(router=router, owns_router=True)
+async def build_llm(settings: Settings, *, catalog: Catalog | None = None, check: bool = True) -> OpenRouterLLM:
+    """The session's LLM, assembled by :func:`openrouter_voice.app.build_router`: the configured chain,
+    checked against ``catalog`` (unless ``check`` is False), and the worker's local model last."""
+    router = await app.build_router(settings, catalog=catalog, local=local_model(settings), check=check)
+    return app.build_llm(router)
 
 
-async def check_llm_chain(or_llm: OpenRouterLLM, settings: Settings) -> None:
-    """Check the session's chain against OpenRouter's catalog (when reachable): retired ids out, tool support in."""
-    await validate_router_chain(or_llm.router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
-
-
-def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM | None = None,
+def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM,
                   stt: Any = None, tts: Any = None) -> AgentSession[None]:
     """Assemble the voice pipeline. The router owns LLM retries, so the session's LLM max_retry is 0:
     otherwise LiveKit re-sends a whole failed chain up to 3 more times per turn.
@@ -206,7 +193,7 @@ def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: Ope
         tts = cartesia.TTS(api_key=settings.cartesia_api_key.get_secret_value()
                            if settings.cartesia_api_key else None)
     return AgentSession(
-        stt=stt, tts=tts, vad=vad, llm=llm or build_llm(settings),
+        stt=stt, tts=tts, vad=vad, llm=llm,
         turn_handling={"turn_detection": turn_detection},
         conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0)),
     )
@@ -260,7 +247,8 @@ server = AgentServer(setup_fnc=prewarm)
 async def entrypoint(ctx: JobContext) -> None:
     """One voice session per room."""
     settings = load_settings()
-    or_llm = build_llm(settings)
+    catalog = Catalog.from_settings(settings)  # one catalog: the chain check and switch_model share it
+    or_llm = await build_llm(settings, catalog=catalog)
     summarise = log_usage(or_llm)
 
     async def end_of_session() -> None:
@@ -268,11 +256,9 @@ async def entrypoint(ctx: JobContext) -> None:
         await or_llm.aclose()
 
     ctx.add_shutdown_callback(end_of_session)  # first: whatever fails below, the connections are closed
-    await check_llm_chain(or_llm, settings)
     session = build_session(settings, vad=ctx.proc.userdata["vad"],
                             turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
-    weather = WeatherClient(geocoding_url=settings.weather_geocoding_url, forecast_url=settings.weather_forecast_url)
-    await session.start(agent=Assistant(llm=or_llm, weather=weather), room=ctx.room)
+    await session.start(agent=app.build_assistant(settings, or_llm, catalog=catalog), room=ctx.room)
 
 
 def run_worker(argv: list[str]) -> None:

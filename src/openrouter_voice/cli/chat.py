@@ -18,12 +18,13 @@ from livekit.agents.voice import io
 from rich.console import Console
 from rich.markup import escape
 
+from .. import app
 from ..agent import Assistant, OpenRouterLLM
-from ..agent.tools.weather import WeatherClient
+from ..app import LocalModel, with_first
 from ..config import Settings
-from ..local.server import ENDPOINT, REQUEST_OPTIONS, add_as_last_resort
-from ..router import FallbackRouter, Usage
-from ..router.catalog import Catalog, CatalogUnavailableError, validate_router_chain
+from ..local.server import ENDPOINT
+from ..router import ConfigurationError, FallbackRouter, Usage
+from ..router.catalog import Catalog, CatalogUnavailableError
 
 HELP = "commands: /info  /models [filter]  /switch NAME  /help  /quit"
 
@@ -48,8 +49,8 @@ class TerminalOutput(io.TextOutput):
         self.text = ""
 
 
-async def start_local(stack: contextlib.AsyncExitStack, console: Console, *, announce: bool) -> tuple[str, str] | None:
-    """Start the embedded model server (once per chat); returns (model label, base_url) or None."""
+async def start_local(stack: contextlib.AsyncExitStack, console: Console, *, announce: bool) -> LocalModel | None:
+    """Start the embedded model server (once per chat), stopped when ``stack`` closes; None if it cannot run."""
     from ..local import INSTALL_HINT, LocalModelError, LocalModelServer, is_installed
 
     if not is_installed():
@@ -63,37 +64,31 @@ async def start_local(stack: contextlib.AsyncExitStack, console: Console, *, ann
     except LocalModelError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         return None
-    return f"{server.model}@{ENDPOINT}", server.base_url
+    return LocalModel(f"{server.model}@{ENDPOINT}", server.base_url)
 
 
 async def build_router(settings: Settings, stack: contextlib.AsyncExitStack, console: Console, *,
-                       local_only: bool, model: str | None) -> FallbackRouter | None:
-    """The chat's router: OpenRouter's chain (checked against the catalog) + local model last, or local only."""
+                       local_only: bool, model: str | None, catalog: Catalog) -> FallbackRouter | None:
+    """The chat's router (see :func:`openrouter_voice.app.build_router`): OpenRouter's chain with
+    ``model`` first, checked against ``catalog``, the local model last; or the local model alone when
+    there is no key or ``local_only``. None (with the reason printed) when it cannot be built."""
     offline = local_only or not settings.api_key
+    local = await start_local(stack, console, announce=offline) if offline or settings.local_fallback else None
     if offline:
-        local = await start_local(stack, console, announce=True)
         if local is None:
             return None
-        label, url = local
-        console.print(f"[yellow]No OPENROUTER_API_KEY: answering with the local model ({label.split('@')[0]}, "
-                      "offline, small and simple).[/yellow]" if not local_only else
-                      f"[yellow]Using only the local model ({label.split('@')[0]}).[/yellow]")
-        router = FallbackRouter(settings=settings, models=[label], endpoints={ENDPOINT: (url, None)},
-                                endpoint_options={ENDPOINT: REQUEST_OPTIONS}, hedge_after=None)
-        router.set_tool_support({label: False})  # a 270M model cannot call tools reliably
-        stack.push_async_callback(router.aclose)
-        return router
-    chain = settings.chain()
-    if model:
-        chain = [model, *[m for m in chain if m != model]]
-    router = FallbackRouter(settings=settings, models=chain)
+        name = local.label.split("@")[0]
+        console.print(f"[yellow]Using only the local model ({name}).[/yellow]" if local_only else
+                      f"[yellow]No OPENROUTER_API_KEY: answering with the local model ({name}, offline, small and "
+                      "simple).[/yellow]")
+    try:
+        with console.status("Checking the model chain against OpenRouter's catalog..."):
+            router = await app.build_router(settings, models=[] if offline else with_first(settings.chain(), model),
+                                            catalog=catalog, local=local)
+    except ConfigurationError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        return None
     stack.push_async_callback(router.aclose)
-    with console.status("Checking the model chain against OpenRouter's catalog..."):
-        await validate_router_chain(router, Catalog(settings.openrouter_base_url, api_key=settings.api_key))
-    if settings.local_fallback:
-        local = await start_local(stack, console, announce=False)
-        if local is not None:  # last resort if OpenRouter is unreachable
-            add_as_last_resort(router, *local)
     return router
 
 
@@ -111,11 +106,11 @@ def footer(llm: OpenRouterLLM) -> str:
     return text + "[/dim]"
 
 
-async def show_models(settings: Settings, console: Console, name: str) -> None:
+async def show_models(settings: Settings, catalog: Catalog, console: Console, name: str) -> None:
     from .models import ModelFilter, filter_models, models_table
 
     try:
-        found = await Catalog(settings.openrouter_base_url, api_key=settings.api_key).models()
+        found = await catalog.models()
     except CatalogUnavailableError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         return
@@ -134,17 +129,15 @@ async def run_chat(settings: Settings, *, message: str | None, model: str | None
             console.print("[red]No question on stdin.[/red] Pipe one in, pass it as an argument, or run in a terminal.")
             return 2
     async with contextlib.AsyncExitStack() as stack:
-        router = await build_router(settings, stack, console, local_only=local_only, model=model)
+        catalog = Catalog.from_settings(settings)  # one catalog: the chain check, /models and switch_model
+        router = await build_router(settings, stack, console, local_only=local_only, model=model, catalog=catalog)
         if router is None:
             return 2
         llm = OpenRouterLLM(router=router)
         session: AgentSession[None] = AgentSession(llm=llm)
         printer = TerminalOutput(out.file)  # type: ignore[arg-type]
         session.output.transcription = printer
-        weather = WeatherClient(geocoding_url=settings.weather_geocoding_url,
-                                forecast_url=settings.weather_forecast_url)
-        await session.start(Assistant(llm=llm, weather=weather,
-                                      catalog=Catalog(settings.openrouter_base_url, api_key=settings.api_key)))
+        await session.start(app.build_assistant(settings, llm, catalog=catalog))
         stack.push_async_callback(session.aclose)
         if message is not None:
             await session.run(user_input=message)
@@ -165,7 +158,7 @@ async def run_chat(settings: Settings, *, message: str | None, model: str | None
             elif line == "/info":
                 console.print(escape(await Assistant.get_model_info(session.current_agent)))  # type: ignore[arg-type]
             elif line.startswith("/models"):
-                await show_models(settings, console, line.removeprefix("/models").strip())
+                await show_models(settings, catalog, console, line.removeprefix("/models").strip())
             elif line.startswith("/switch"):
                 answer = await Assistant.switch_model(session.current_agent, line.removeprefix("/switch").strip())  # type: ignore[arg-type]
                 console.print(escape(answer))

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import httpx2
 
+from .. import app
 from ..config import Settings
+from ..fetch import fetch
+from ..router import ConfigurationError
 from ..router.catalog import MAX_CATALOG_BYTES, Catalog, CatalogUnavailableError, check_chain
-from ..router.fetch import fetch
 
 CALL_TIMEOUT = 5.0  # seconds for each whole network check
 
@@ -111,6 +113,19 @@ async def check_chain_against_catalog(settings: Settings, catalog: Catalog,
         checks.append(Check("model chain", Status.FAIL, "no usable model left in the chain",
                             "set OPENROUTER_DEFAULT_MODEL to a current id (`openrouter-voice models --tools`)"))
     return checks
+
+
+async def check_assembly(settings: Settings, catalog: Catalog) -> list[Check]:
+    """The chain the app really runs: assembled as ``chat`` and the worker assemble it (the local
+    model, checked on its own below, is not started here)."""
+    try:
+        router = await app.build_router(settings, catalog=catalog)
+    except ConfigurationError as exc:
+        return [Check("model chain", Status.FAIL, str(exc),
+                      "fix OPENROUTER_DEFAULT_MODEL / OPENROUTER_FALLBACK_MODELS")]
+    await router.aclose()
+    labels = [t.label for t in router.models]
+    return [Check("model chain", Status.INFO, "turns go to " + " -> ".join(labels))]
 
 
 async def check_endpoints(settings: Settings, client: httpx2.AsyncClient) -> list[Check]:
@@ -217,8 +232,9 @@ async def run_checks(settings: Settings, *, catalog: Catalog | None = None, quic
     """Run every check and return the report lines in display order (``quick``: don't start the local model)."""
     async with httpx2.AsyncClient(timeout=CALL_TIMEOUT) as client:
         checks = await check_key(settings, client)
-        catalog = catalog or Catalog(settings.openrouter_base_url, api_key=settings.api_key, http_client=client)
+        catalog = catalog or Catalog.from_settings(settings, http_client=client)
         checks += await check_chain_against_catalog(settings, catalog)
+        checks += await check_assembly(settings, catalog)
         checks += await check_endpoints(settings, client)
     checks += check_voice_settings(settings)
     checks += check_turn_detector()

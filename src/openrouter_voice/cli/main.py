@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 
 from ..config import ConfigError, Settings, load_settings
+from ..redact import RedactingFilter
 from ..router.catalog import Catalog, CatalogUnavailableError
-from ..router.redact import RedactingFilter
 
 app = typer.Typer(
     name="openrouter-voice",
@@ -99,7 +99,7 @@ def models(
 
     settings = settings_or_exit()
     setup_logging(settings.debug)
-    catalog = Catalog(settings.openrouter_base_url, api_key=settings.api_key)
+    catalog = Catalog.from_settings(settings)
     try:
         with console.status("Fetching the model catalog..."):
             found = asyncio.run(catalog.models(refresh=refresh))

@@ -15,7 +15,6 @@ from .errors import (
 )
 from .fallback import FallbackRouter, RouterStream
 from .health import CircuitState, HealthSnapshot, HealthTracker
-from .redact import RedactingFilter, redact, register_secret
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolCall, ToolSpec, Usage
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "InsufficientCreditsError",
     "Message",
     "Outcome",
-    "RedactingFilter",
     "RouterError",
     "RouterStream",
     "StreamChunk",
@@ -40,6 +38,4 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
-    "redact",
-    "register_secret",
 ]

@@ -1,10 +1,12 @@
-"""One streamed request to one model: SSE parsing, deadlines and error detection.
+"""One streamed request to one model: the I/O half (sending, status, deadlines, closing).
 
-:func:`stream_attempt` yields text deltas as they arrive and finally an :class:`AttemptDone`;
-anything that goes wrong raises :class:`AttemptFailed` carrying the router's decision. Deadlines
-are measured from the moment the request is sent and cover only *content* (text or tool-call
-deltas): headers, role-only deltas, empty chunks and ``: OPENROUTER PROCESSING`` keep-alive
-comments do not count, so a model that only keeps the connection warm is cut off on time.
+:func:`open_stream` sends the request and returns a response that is a live SSE stream, or raises
+:class:`AttemptFailed` with the decision the status (and error body) calls for. :func:`stream_attempt`
+reads its events under the deadlines, hands their data to the pure :class:`~.chunks.ChunkParser`, and
+yields text deltas as they arrive and finally an :class:`AttemptDone`. Deadlines are measured from
+the moment the request is sent and cover only *content* (text or tool-call deltas): headers,
+role-only deltas, empty chunks and ``: OPENROUTER PROCESSING`` keep-alive comments do not count, so
+a model that only keeps the connection warm is cut off on time.
 """
 
 from __future__ import annotations
@@ -13,17 +15,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx2
 from httpx2 import EventSource, ServerSentEvent, SSEError
 
+from ..redact import redact
+from .chunks import MAX_TEXT_CHARS, MAX_TOOL_ARGS_CHARS, AttemptDone, ChunkError, ChunkParser
 from .errors import Action, ErrorInfo, classify
-from .redact import redact
-from .types import Outcome, Target, ToolCall, Usage
+from .types import Outcome, Target, Usage
 
 logger = logging.getLogger("openrouter_voice.router")
 
@@ -37,8 +39,8 @@ class Deadlines:
     first_token: float  # send -> first content token
     stall: float  # gap between content tokens once streaming
     total: float  # whole attempt, a hard bound on any upstream call
-    max_text_chars: int = 200_000
-    max_tool_args_chars: int = 100_000
+    max_text_chars: int = MAX_TEXT_CHARS
+    max_tool_args_chars: int = MAX_TOOL_ARGS_CHARS
 
 
 class AttemptFailed(Exception):
@@ -54,29 +56,8 @@ class AttemptFailed(Exception):
         self.served_model = served_model
 
 
-@dataclass(slots=True)
-class AttemptDone:
-    """The attempt finished cleanly."""
-
-    served_model: str
-    tool_calls: list[ToolCall]
-    usage: Usage | None
-    finish_reason: str | None
-    id: str | None
-    ttft: float | None
-
-
-@dataclass(slots=True)
-class _ToolCallBuilder:
-    id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-    size: int = 0
-
-
-def _failure(outcome: Outcome, message: str, action: Action, *, status: int | None = None,
-             error_type: str | None = None) -> ErrorInfo:
-    return ErrorInfo(status=status, message=message, action=action, error_type=error_type)
+def _failure(message: str, action: Action = Action.COOLDOWN, *, status: int | None = None) -> ErrorInfo:
+    return ErrorInfo(status=status, message=message, action=action)
 
 
 _closing: set[asyncio.Future[Any]] = set()  # strong references to clean-up tasks in flight
@@ -146,6 +127,57 @@ async def _read_error_body(response: httpx2.Response) -> Any:
         return {"error": {"message": text[:300]}} if text else None
 
 
+
+
+async def open_stream(client: httpx2.AsyncClient, target: Target, body: dict[str, Any], headers: dict[str, str],
+                      *, deadline: float, hard_stop: float, first_token: float) -> httpx2.Response:
+    """Send one streaming chat request; return the response once it is known to be an SSE stream.
+
+    ``deadline`` bounds the wait for headers (the first-token deadline, loop time); ``hard_stop`` any
+    read at all. Raises :class:`AttemptFailed` for no headers in time, a connection error, a non-200
+    status (decided from the status, headers and error body) or a reply that is not an SSE stream.
+    The response is closed before any of those is raised.
+    """
+    loop = asyncio.get_running_loop()
+    url = target.base_url.rstrip("/") + "/chat/completions"
+    request = client.build_request("POST", url, json=body, headers=headers)
+    try:
+        async with asyncio.timeout_at(deadline):
+            response = await _send(client, request)
+    except TimeoutError:
+        raise AttemptFailed(Outcome.FIRST_TOKEN_TIMEOUT, _failure(
+            f"no response headers within {first_token:g}s"), served_model=target.model) from None
+    except httpx2.HTTPError as exc:
+        raise AttemptFailed(Outcome.CONNECTION_ERROR, _failure(
+            f"{type(exc).__name__}: {redact(str(exc))[:200]}"), served_model=target.model) from None
+    try:
+        if response.status_code != 200:
+            try:
+                async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
+                    payload = await _read_error_body(response)
+            except (TimeoutError, httpx2.HTTPError):
+                payload = None
+            info = classify(response.status_code, payload, retry_after_header=response.headers.get("retry-after"))
+            raise AttemptFailed(Outcome.HTTP_ERROR, info, served_model=target.model)
+        content_type = response.headers.get("content-type", "")
+        if "text/event-stream" not in content_type:
+            # Some servers answer an error (or a non-streamed reply) as plain JSON with HTTP 200.
+            try:
+                async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
+                    payload = await _read_error_body(response)
+            except (TimeoutError, httpx2.HTTPError):
+                payload = None
+            if isinstance(payload, dict) and payload.get("error"):
+                raise AttemptFailed(Outcome.STREAM_ERROR, classify(200, payload, in_stream=True),
+                                    served_model=target.model)
+            raise AttemptFailed(Outcome.BAD_RESPONSE, _failure(
+                f"expected an SSE stream, got content-type {content_type!r}"), served_model=target.model)
+    except BaseException:
+        await close_response(response)
+        raise
+    return response
+
+
 async def stream_attempt(
     client: httpx2.AsyncClient,
     target: Target,
@@ -163,60 +195,18 @@ async def stream_attempt(
     hard_stop = started + deadlines.total
     deadline = min(started + deadlines.first_token, hard_stop)
     ttft: float | None = None
-    served_model = target.model
-    completion_id: str | None = None
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    text_chars = 0
-    builders: dict[int, _ToolCallBuilder] = {}
+    parser = ChunkParser(target.model, max_text_chars=deadlines.max_text_chars,
+                         max_tool_args_chars=deadlines.max_tool_args_chars)
 
     def fail(outcome: Outcome, info: ErrorInfo) -> AttemptFailed:
-        return AttemptFailed(outcome, info, ttft=ttft, usage=usage, served_model=served_model)
+        return AttemptFailed(outcome, info, ttft=ttft, usage=parser.usage, served_model=parser.served_model)
 
-    url = target.base_url.rstrip("/") + "/chat/completions"
-    request = client.build_request("POST", url, json=body, headers=headers)
-    response: httpx2.Response | None = None
-    events: AsyncGenerator[ServerSentEvent, None] | None = None
+    response = await open_stream(client, target, body, headers, deadline=deadline, hard_stop=hard_stop,
+                                 first_token=deadlines.first_token)
+    # httpx2's parser refuses any single event over 1 MB: no reply chunk is that big.
+    # (its __aiter__ is an async generator: we aclose() it to release the connection at once)
+    events = cast(AsyncGenerator[ServerSentEvent, None], aiter(EventSource(response)))
     try:
-        try:
-            async with asyncio.timeout_at(deadline):
-                response = await _send(client, request)
-        except TimeoutError:
-            raise fail(Outcome.FIRST_TOKEN_TIMEOUT, _failure(
-                Outcome.FIRST_TOKEN_TIMEOUT, f"no response headers within {deadlines.first_token:g}s",
-                Action.COOLDOWN)) from None
-        except httpx2.HTTPError as exc:
-            raise fail(Outcome.CONNECTION_ERROR, _failure(
-                Outcome.CONNECTION_ERROR, f"{type(exc).__name__}: {redact(str(exc))[:200]}",
-                Action.COOLDOWN)) from None
-
-        if response.status_code != 200:
-            try:
-                async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
-                    payload = await _read_error_body(response)
-            except (TimeoutError, httpx2.HTTPError):
-                payload = None
-            info = classify(response.status_code, payload,
-                            retry_after_header=response.headers.get("retry-after"))
-            raise fail(Outcome.HTTP_ERROR, info)
-
-        content_type = response.headers.get("content-type", "")
-        if "text/event-stream" not in content_type:
-            # Some servers answer an error (or a non-streamed reply) as plain JSON with HTTP 200.
-            try:
-                async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
-                    payload = await _read_error_body(response)
-            except (TimeoutError, httpx2.HTTPError):
-                payload = None
-            if isinstance(payload, dict) and payload.get("error"):
-                raise fail(Outcome.STREAM_ERROR, classify(200, payload, in_stream=True))
-            raise fail(Outcome.BAD_RESPONSE, _failure(
-                Outcome.BAD_RESPONSE, f"expected an SSE stream, got content-type {content_type!r}",
-                Action.COOLDOWN))
-
-        # httpx2's parser refuses any single event over 1 MB: no reply chunk is that big.
-        # (its __aiter__ is an async generator: we aclose() it to release the connection at once)
-        events = cast(AsyncGenerator[ServerSentEvent, None], aiter(EventSource(response)))
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -224,154 +214,48 @@ async def stream_attempt(
             except StopAsyncIteration:
                 break
             except TimeoutError:
-                if finish_reason is not None:
+                if parser.finish_reason is not None:
                     break  # the reply is complete; only the trailer (usage, [DONE]) is late
-                if ttft is None:
-                    limit = min(deadlines.first_token, deadlines.total)
-                    raise fail(Outcome.FIRST_TOKEN_TIMEOUT, _failure(
-                        Outcome.FIRST_TOKEN_TIMEOUT, f"no first token within {limit:g}s",
-                        Action.COOLDOWN)) from None
-                if loop.time() >= hard_stop:
-                    raise fail(Outcome.STALL, _failure(
-                        Outcome.STALL, f"reply exceeded the {deadlines.total:g}s total limit",
-                        Action.COOLDOWN)) from None
-                raise fail(Outcome.STALL, _failure(
-                    Outcome.STALL, f"stream stalled for {deadlines.stall:g}s", Action.COOLDOWN)) from None
+                raise fail(*_timed_out(ttft is None, loop.time() >= hard_stop, deadlines)) from None
             except SSEError as exc:
-                raise fail(Outcome.BAD_RESPONSE, _failure(
-                    Outcome.BAD_RESPONSE, f"malformed stream: {redact(str(exc))[:200]}", Action.COOLDOWN)) from None
+                raise fail(Outcome.BAD_RESPONSE, _failure(f"malformed stream: {redact(str(exc))[:200]}")) from None
             except httpx2.HTTPError as exc:
                 raise fail(Outcome.CONNECTION_ERROR, _failure(
-                    Outcome.CONNECTION_ERROR,
-                    f"stream broke: {type(exc).__name__}: {redact(str(exc))[:200]}",
-                    Action.COOLDOWN)) from None
-
-            data = event.data
-            if not data:
-                continue
-            if data.strip() == "[DONE]":
-                # Read to the end of the body so the connection goes back to the pool warm.
-                with contextlib.suppress(TimeoutError, httpx2.HTTPError, SSEError):
-                    async with asyncio.timeout(0.05):
-                        async for _ in events:
-                            pass
-                break
+                    f"stream broke: {type(exc).__name__}: {redact(str(exc))[:200]}")) from None
             try:
-                chunk = json.loads(data)
-            except ValueError:
-                raise fail(Outcome.BAD_RESPONSE, _failure(
-                    Outcome.BAD_RESPONSE, f"malformed JSON in stream: {redact(data[:80])!r}",
-                    Action.COOLDOWN)) from None
-            if not isinstance(chunk, dict):
-                raise fail(Outcome.BAD_RESPONSE, _failure(
-                    Outcome.BAD_RESPONSE, "stream chunk is not a JSON object", Action.COOLDOWN))
-
-            if isinstance(chunk.get("model"), str) and chunk["model"]:
-                served_model = chunk["model"]
-            if completion_id is None and isinstance(chunk.get("id"), str):
-                completion_id = chunk["id"]
-            if isinstance(chunk.get("usage"), dict):
-                usage = Usage.from_payload(chunk["usage"])
-            if chunk.get("error"):
-                raise fail(Outcome.STREAM_ERROR, classify(200, chunk, in_stream=True))
-
-            choices = chunk.get("choices")
-            if not isinstance(choices, list) or not choices:
-                continue
-            choice = choices[0]
-            if not isinstance(choice, dict):
-                continue
-            got_content = False
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                content = delta.get("content")
-                if isinstance(content, str) and content:
-                    text_chars += len(content)
-                    if text_chars > deadlines.max_text_chars:
-                        raise fail(Outcome.BAD_RESPONSE, _failure(
-                            Outcome.BAD_RESPONSE,
-                            f"reply longer than {deadlines.max_text_chars} characters", Action.NEXT))
-                    got_content = True
-                    if ttft is None:
-                        ttft = loop.time() - started
-                    yield content
-                tool_deltas = delta.get("tool_calls")
-                if isinstance(tool_deltas, list):
-                    for tool_delta in tool_deltas:
-                        if _add_tool_delta(builders, tool_delta, deadlines.max_tool_args_chars):
-                            got_content = True
-                        else:
-                            raise fail(Outcome.BAD_RESPONSE, _failure(
-                                Outcome.BAD_RESPONSE,
-                                f"tool-call arguments longer than {deadlines.max_tool_args_chars} characters",
-                                Action.NEXT))
-            reason = choice.get("finish_reason")
-            if reason == "error":
-                raise fail(Outcome.STREAM_ERROR, classify(200, chunk, in_stream=True))
-            if isinstance(reason, str) and reason:
-                finish_reason = reason
-            if got_content:
-                if ttft is None:
-                    ttft = loop.time() - started
-                deadline = min(loop.time() + deadlines.stall, hard_stop)
-            elif finish_reason is not None:
+                parsed = parser.feed(event.data)
+            except ChunkError as exc:
+                raise fail(exc.outcome, exc.info) from None
+            if parsed.done:
+                await _drain(events)  # read to the end of the body so the connection goes back to the pool warm
+                break
+            if parsed.content and ttft is None:
+                ttft = loop.time() - started
+            if parsed.text:
+                yield parsed.text
+            if parsed.content or parser.finish_reason is not None:
                 deadline = min(loop.time() + deadlines.stall, hard_stop)
     finally:
-        if response is not None:
-            await close_response(response, events)
-
-    if finish_reason is None:
-        # Even after [DONE]: llama.cpp's server, interrupted by a newer request, sends [DONE] mid-reply.
-        # A reply only counts as whole when its last choice says why it stopped.
-        raise fail(Outcome.BAD_RESPONSE, _failure(
-            Outcome.BAD_RESPONSE, "stream ended before the reply was finished (truncated: no finish_reason)",
-            Action.COOLDOWN))
-    tool_calls = _finish_tool_calls(builders)
-    if isinstance(tool_calls, str):
-        raise fail(Outcome.BAD_RESPONSE, _failure(Outcome.BAD_RESPONSE, tool_calls, Action.NEXT))
-    if text_chars == 0 and not tool_calls:
-        raise fail(Outcome.BAD_RESPONSE, _failure(
-            Outcome.BAD_RESPONSE, f"empty reply (finish_reason={finish_reason})", Action.NEXT))
-    yield AttemptDone(served_model, tool_calls, usage, finish_reason, completion_id, ttft)
+        await close_response(response, events)
+    try:
+        done = parser.finish(ttft)
+    except ChunkError as exc:
+        raise fail(exc.outcome, exc.info) from None
+    yield done
 
 
-def _add_tool_delta(builders: dict[int, _ToolCallBuilder], tool_delta: Any, max_chars: int) -> bool:
-    """Merge one streamed tool-call delta; False if the arguments grew past ``max_chars``."""
-    if not isinstance(tool_delta, dict):
-        return True
-    index = tool_delta.get("index")
-    if not isinstance(index, int):
-        index = len(builders) if tool_delta.get("id") and builders else 0
-    builder = builders.setdefault(index, _ToolCallBuilder())
-    if isinstance(tool_delta.get("id"), str) and tool_delta["id"]:
-        builder.id = tool_delta["id"]
-    function = tool_delta.get("function")
-    if isinstance(function, dict):
-        if isinstance(function.get("name"), str) and function["name"] and not builder.name:
-            builder.name = function["name"]
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            builder.arguments.append(arguments)
-            builder.size += len(arguments)
-            if builder.size > max_chars:
-                return False
-    return True
+def _timed_out(before_first_token: bool, past_hard_stop: bool, deadlines: Deadlines) -> tuple[Outcome, ErrorInfo]:
+    """Which deadline an attempt missed."""
+    if before_first_token:
+        limit = min(deadlines.first_token, deadlines.total)
+        return Outcome.FIRST_TOKEN_TIMEOUT, _failure(f"no first token within {limit:g}s")
+    if past_hard_stop:
+        return Outcome.STALL, _failure(f"reply exceeded the {deadlines.total:g}s total limit")
+    return Outcome.STALL, _failure(f"stream stalled for {deadlines.stall:g}s")
 
 
-def _finish_tool_calls(builders: dict[int, _ToolCallBuilder]) -> list[ToolCall] | str:
-    """Complete tool calls in index order, or a message saying why they are unusable."""
-    calls: list[ToolCall] = []
-    for index in sorted(builders):
-        builder = builders[index]
-        if not builder.name:
-            return f"tool call #{index} has no function name"
-        arguments = "".join(builder.arguments).strip() or "{}"
-        try:
-            parsed = json.loads(arguments)
-        except ValueError:
-            return f"tool call {builder.name!r} has invalid JSON arguments: {arguments[:80]!r}"
-        if not isinstance(parsed, dict):
-            return f"tool call {builder.name!r} arguments are not a JSON object"
-        calls.append(ToolCall(id=builder.id or f"call_{index}_{int(time.time() * 1000)}",
-                              name=builder.name, arguments=arguments))
-    return calls
+async def _drain(events: AsyncGenerator[ServerSentEvent, None]) -> None:
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError, SSEError):
+        async with asyncio.timeout(0.05):
+            async for _ in events:
+                pass

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import logging
 import os
@@ -22,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from ..config import cache_root
-from .fetch import fetch
+from ..cache import cache_root
+from ..fetch import fetch
+from .names import suggest_replacement
 
 if TYPE_CHECKING:
-    from .fallback import FallbackRouter
+    from ..config import Settings
 
 logger = logging.getLogger("openrouter_voice.router")
 
@@ -121,6 +121,16 @@ class Catalog:
         self._fetched_at = 0.0
         self.stale = False
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Catalog:
+        """The catalog of ``OPENROUTER_BASE_URL``, asked with ``OPENROUTER_API_KEY``.
+
+        >>> from openrouter_voice.config import load_settings
+        >>> Catalog.from_settings(load_settings(openrouter_base_url="http://127.0.0.1:9/api/v1")).base_url
+        'http://127.0.0.1:9/api/v1'
+        """
+        return cls(settings.openrouter_base_url, api_key=settings.api_key, **overrides)
+
     async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
         """The catalog: from memory, the disk cache within ``ttl``, or the network."""
         now = time.time()
@@ -132,6 +142,7 @@ class Catalog:
             return cached[0]
         try:
             payload = await self._fetch()
+            models = parse_models(payload)  # a 200 with an unexpected body is as unusable as no answer
         except (httpx2.HTTPError, ValueError) as exc:
             stale = self._read_cache(max_age=None)
             if stale is None:
@@ -142,7 +153,6 @@ class Catalog:
             self.stale = True
             self._models, self._fetched_at = stale
             return stale[0]
-        models = parse_models(payload)
         self._write_cache(payload)
         self._models, self._fetched_at, self.stale = models, now, False
         return models
@@ -203,20 +213,6 @@ class ChainReport:
     without_tools: list[str] = field(default_factory=list)
 
 
-def suggest_replacement(model_id: str, models: list[ModelInfo], *, need_tools: bool = True,
-                        today: dt.date | None = None) -> str | None:
-    """The closest live catalog id to ``model_id`` (same author preferred), e.g. for a retired id."""
-    today = today or dt.date.today()
-    live = [m for m in models if m.expiration_date is None or m.expiration_date > today]
-    if need_tools:
-        live = [m for m in live if m.supports_tools] or live
-    author = model_id.split("/", 1)[0]
-    same_author = [m.id for m in live if m.author == author and m.id != model_id]
-    pool = same_author or [m.id for m in live if m.id != model_id]
-    matches = difflib.get_close_matches(model_id, pool, n=1, cutoff=0.3)
-    return matches[0] if matches else (same_author[0] if same_author else None)
-
-
 def check_chain(chain: list[str], models: list[ModelInfo], *, need_tools: bool = True,
                 today: dt.date | None = None) -> ChainReport:
     """Check every OpenRouter id of ``chain`` against the catalog.
@@ -249,37 +245,4 @@ def check_chain(chain: list[str], models: list[ModelInfo], *, need_tools: bool =
         if need_tools and not info.supports_tools:
             report.without_tools.append(model)
         report.kept.append(model)
-    return report
-
-
-async def validate_router_chain(router: FallbackRouter, catalog: Catalog, *,
-                                today: dt.date | None = None) -> ChainReport | None:
-    """Start-up check: drop unknown/expired ids from ``router``'s chain and record tool support.
-
-    Each dropped id is logged with a suggested replacement. If the catalog cannot be reached the
-    configured chain is kept as it is (returns None): offline, trust the configuration. If every
-    OpenRouter id would be dropped, the chain is kept too, so a stale catalog cannot silence the agent.
-
-    >>> report = await validate_router_chain(router, Catalog(router.base_url))  # doctest: +SKIP
-    """
-    try:
-        models = await catalog.models()
-    except CatalogUnavailableError as exc:
-        logger.warning("model catalog unavailable (%s); using the configured chain unchecked", exc)
-        return None
-    labels = [t.label for t in router.models]
-    report = check_chain(labels, models, need_tools=True, today=today)
-    for dropped in report.dropped:
-        hint = f"; try {dropped.replacement}" if dropped.replacement else ""
-        logger.warning("dropping %s from the chain: %s%s", dropped.model, dropped.reason, hint)
-    for warning in report.warnings:
-        logger.warning("%s", warning)
-    # Judged on OpenRouter's ids alone: 'model@endpoint' ones are always kept and must not hide a
-    # catalog that lists none of the chain (which would leave, say, only the local model).
-    if any("@" not in label for label in labels) and not any("@" not in label for label in report.kept):
-        logger.error("no model of the chain is in the catalog; keeping it unchanged")
-    else:
-        router.set_models([t for t in router.models if t.label in report.kept])
-    # Only OpenRouter's ids: the catalog knows nothing of 'model@endpoint' ones (e.g. the local model).
-    router.set_tool_support({label: label not in report.without_tools for label in labels if "@" not in label})
     return report

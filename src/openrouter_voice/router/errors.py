@@ -1,7 +1,7 @@
 """Typed errors and the per-error decision table.
 
 Every message here is built from status codes and upstream error text that went through
-:func:`openrouter_voice.router.redact.redact`, so an API key never ends up in an exception.
+:func:`openrouter_voice.redact.redact`, so an API key never ends up in an exception.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .redact import redact
+from ..redact import redact
 from .types import Attempt
 
 

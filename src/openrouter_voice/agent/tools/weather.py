@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from ...router.fetch import fetch
+from ...fetch import fetch
+
+if TYPE_CHECKING:
+    from ...config import Settings
 
 GEOCODING_URL = "https://geocoding-api.open-meteo.com/v1/search"
 FORECAST_URL = "https://api.open-meteo.com/v1/forecast"
@@ -64,6 +67,17 @@ class WeatherClient:
         self.forecast_url = forecast_url
         self.timeout = timeout
         self._client = http_client
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WeatherClient:
+        """A client on ``OPENROUTER_VOICE_GEOCODING_URL`` / ``OPENROUTER_VOICE_FORECAST_URL``.
+
+        >>> from openrouter_voice.config import load_settings
+        >>> WeatherClient.from_settings(load_settings(weather_forecast_url="http://127.0.0.1:9/v1/forecast")).forecast_url
+        'http://127.0.0.1:9/v1/forecast'
+        """
+        return cls(geocoding_url=settings.weather_geocoding_url, forecast_url=settings.weather_forecast_url,
+                   **overrides)
 
     async def _get(self, url: str, params: dict[str, Any]) -> Any:
         try:

@@ -1,0 +1,28 @@
+"""The router's defaults, defined once: :class:`~.fallback.FallbackRouter`'s constructor and the
+settings (``config.py``) both take them from here.
+
+>>> FIRST_TOKEN_TIMEOUT, STALL_TIMEOUT, HEDGE_AFTER
+(2.0, 1.5, 1.0)
+"""
+
+OPENROUTER = "openrouter"
+"""The endpoint name of OpenRouter itself (model ids without ``@endpoint``)."""
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+APP_NAME = "openrouter-voice"
+"""Sent as ``X-Title`` / ``X-OpenRouter-Title`` (OpenRouter's app attribution)."""
+
+FIRST_TOKEN_TIMEOUT = 2.0
+"""Seconds from sending a request to its first content token before the next model is tried."""
+FINAL_FIRST_TOKEN_TIMEOUT = 10.0
+"""The same for the last model a turn can try: cutting it off could only end in silence."""
+STALL_TIMEOUT = 1.5
+"""Longest silence between content tokens once a reply streams."""
+HEDGE_AFTER = 1.0
+"""Seconds without a first token after which the next model is asked too (None or 0: never)."""
+HEDGE_BUDGET = 0.1
+"""At most this share of the requests in flight may hedge at once (at least one)."""
+TOTAL_TIMEOUT = 90.0
+"""Hard bound on any one upstream call."""
+MAX_CONNECTIONS = 1000
+MAX_REPLY_CHARS = 200_000
+MAX_TOOL_ARGS_CHARS = 100_000

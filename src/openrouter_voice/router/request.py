@@ -1,0 +1,58 @@
+"""What one attempt sends: the request body for a target and its headers.
+
+>>> from openrouter_voice.router.types import Target
+>>> local = Target("gemma", "local", "http://127.0.0.1:8080/v1")
+>>> body = request_body(local, [{"role": "user", "content": "Hi"}], {"tools": [{}], "provider": {}},
+...                     partial="", with_tools=False, options={"temperature": 0.3})
+>>> sorted(body)
+['messages', 'model', 'stream', 'stream_options', 'temperature']
+>>> headers_for(Target("openai/gpt-4o-mini", "openrouter", "https://x", "sk-or-1"), app_name="demo", app_url=None)
+{'Accept': 'text/event-stream', 'Authorization': 'Bearer sk-or-1', 'X-Title': 'demo', 'X-OpenRouter-Title': 'demo'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .continuation import continuation_messages
+from .defaults import OPENROUTER
+from .types import Message, Target
+
+# OpenRouter-only fields: other servers would reject or misread them.
+_OPENROUTER_ONLY = ("models", "provider", "transforms", "plugins", "route", "session_id")
+_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
+
+
+def request_body(target: Target, messages: list[Message], body: dict[str, Any], *, partial: str,
+                 with_tools: bool, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The streaming request for ``target``: the turn's ``body`` and ``messages`` (continuing after
+    ``partial`` text already spoken), tools left out unless ``with_tools``, endpoint ``options`` last."""
+    request: dict[str, Any] = {
+        **body,
+        "model": target.model,
+        "messages": continuation_messages(messages, partial) if partial else messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if not with_tools:
+        for key in _TOOL_FIELDS:
+            request.pop(key, None)
+    if target.endpoint != OPENROUTER:
+        for key in _OPENROUTER_ONLY:
+            request.pop(key, None)
+    request.update(options or {})
+    return request
+
+
+def headers_for(target: Target, *, app_name: str | None, app_url: str | None) -> dict[str, str]:
+    """Headers of a request to ``target``: its key, and OpenRouter's app attribution."""
+    headers = {"Accept": "text/event-stream"}
+    if target.api_key:
+        headers["Authorization"] = f"Bearer {target.api_key}"
+    if target.endpoint == OPENROUTER:
+        if app_url:
+            headers["HTTP-Referer"] = app_url
+        if app_name:
+            headers["X-Title"] = app_name
+            headers["X-OpenRouter-Title"] = app_name
+    return headers

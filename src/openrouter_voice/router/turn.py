@@ -1,0 +1,410 @@
+"""One request's work across the chain: launching attempts, the hedge race, recording each failure,
+cancelling losers, continuing a broken reply, and choosing the final error.
+
+The router hands a turn its plan (models in order) and a :class:`TurnPolicy` (what the turn needs
+from the router, as plain values and callables), so this module never imports the router.
+
+>>> runner = TurnRunner(policy, Turn(messages, body, attempts), plan)  # doctest: +SKIP
+>>> async for chunk in runner.run(on_result=print):  # doctest: +SKIP
+...     print(chunk.text, end="")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+
+from .attempt import AttemptFailed, Deadlines, stream_attempt
+from .chunks import AttemptDone
+from .continuation import RepeatGuard
+from .errors import (
+    Action,
+    AllModelsFailedError,
+    AuthenticationError,
+    BadRequestError,
+    ErrorInfo,
+    InsufficientCreditsError,
+    RouterError,
+)
+from .health import HealthTracker
+from .request import request_body
+from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, Usage
+
+logger = logging.getLogger("openrouter_voice.router")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The router's clocks and caps, in seconds and characters."""
+
+    first_token: float
+    final_first_token: float
+    stall: float
+    total: float
+    hedge_after: float | None
+    max_reply_chars: int
+    max_tool_args_chars: int
+
+    def deadlines(self, *, last: bool) -> Deadlines:
+        """The last model a turn can try may take longer to start and pause longer: cutting it off
+        could only end in silence."""
+        first = self.final_first_token if last else self.first_token
+        stall = max(self.stall, self.final_first_token) if last else self.stall
+        return Deadlines(first_token=first, stall=stall, total=self.total,
+                         max_text_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars)
+
+
+class HedgeBudget:
+    """Router-wide count of requests and hedges in flight: when everything is slow (an overloaded
+    upstream), hedging every request would double the load, so only ``share`` of the requests in
+    flight may hedge at once (always at least one)."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.in_flight = 0
+        self.hedging = 0
+
+    def allows(self) -> bool:
+        return self.hedging < max(1, int(self.share * self.in_flight))
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPolicy:
+    """What a turn needs from its router."""
+
+    client: httpx2.AsyncClient
+    health: HealthTracker
+    hedges: HedgeBudget
+    limits: Limits
+    chain: Sequence[Target]
+    headers: Callable[[Target], dict[str, str]]
+    supports_tools: Callable[[Target], bool]
+    mark_tool_less: Callable[[Target], None]
+    options: Callable[[str], dict[str, Any]]
+    report_bad_key: Callable[[str, int | None], None]
+
+
+@dataclass(slots=True)
+class Turn:
+    """What one request has accumulated across its attempts."""
+
+    messages: list[Message]
+    body: dict[str, Any]
+    attempts: list[Attempt]
+    emitted: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    dead_endpoints: set[str] = field(default_factory=set)  # bad key there
+    broke_endpoints: set[str] = field(default_factory=set)  # out of credits there
+    auth_failures: list[Attempt] = field(default_factory=list)
+    credit_failures: list[Attempt] = field(default_factory=list)
+
+    def viable(self, target: Target) -> bool:
+        """False once this turn learnt that ``target``'s endpoint rejects the key or (paid) is out of credit."""
+        if target.endpoint in self.dead_endpoints:
+            return False
+        return not (target.endpoint in self.broke_endpoints and not target.is_free_variant)
+
+    def final_error(self) -> RouterError:
+        """The error to raise when no model could answer."""
+        partial = "".join(self.emitted)
+        attempts = self.attempts
+        if self.auth_failures and not self.credit_failures and all(
+            a.outcome is Outcome.SKIPPED or a in self.auth_failures for a in attempts
+        ):
+            return AuthenticationError(
+                "OpenRouter rejected the API key (401). Fix: set OPENROUTER_API_KEY to a valid key from "
+                "https://openrouter.ai/keys (run `openrouter-voice doctor` to check it).", attempts)
+        if self.credit_failures and not partial and all(
+            a.outcome is Outcome.SKIPPED or a in self.credit_failures or a in self.auth_failures for a in attempts
+        ):
+            return InsufficientCreditsError(
+                "OpenRouter says the account is out of credits (402) and no ':free' model in the chain answered. "
+                "Fix: add credits at https://openrouter.ai/settings/credits or add a ':free' model to "
+                "OPENROUTER_FALLBACK_MODELS.", attempts)
+        return AllModelsFailedError(attempts, partial_text=partial)
+
+
+@dataclass(slots=True)
+class _Live:
+    """An attempt in flight."""
+
+    target: Target
+    attempt: Attempt
+    events: AsyncGenerator[str | AttemptDone, None]
+    guard: RepeatGuard | None
+    sent_at: float
+    index: int
+
+
+_ENDED_EARLY = ErrorInfo(None, "stream ended without a reply", Action.COOLDOWN)
+
+
+class TurnRunner:
+    """Serves one turn: tries ``plan`` in order (hedging past a slow model) until one replies."""
+
+    def __init__(self, policy: TurnPolicy, turn: Turn, plan: Sequence[Target]) -> None:
+        self.policy = policy
+        self.health = policy.health
+        self.turn = turn
+        self.queue: deque[tuple[int, Target]] = deque(enumerate(plan))
+
+    async def run(self, on_result: Callable[[Completion], None]) -> AsyncGenerator[StreamChunk, None]:
+        """Text chunks as they arrive, then a final chunk with tool calls and usage; raises a
+        :class:`RouterError` when no model could answer."""
+        turn, queue = self.turn, self.queue
+        while queue:
+            index, target = queue.popleft()
+            if not turn.viable(target):
+                reason = ("API key rejected on this endpoint" if target.endpoint in turn.dead_endpoints
+                          else "out of credits (paid model)")
+                turn.attempts.append(Attempt(target, Outcome.SKIPPED, error=reason))
+                continue
+            raced = await self._first_event(self._launch(target, index, last=self._is_last()))
+            if raced is None:
+                continue
+            live, first = raced
+            try:
+                async with contextlib.aclosing(self._serve(live, first, on_result)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+                return
+            except AttemptFailed as failure:
+                self._record_failure(live, failure)
+        raise turn.final_error()
+
+    def _is_last(self) -> bool:
+        return not any(self.turn.viable(t) for _, t in self.queue)
+
+    async def _serve(self, live: _Live, first: str | AttemptDone,
+                     on_result: Callable[[Completion], None]) -> AsyncGenerator[StreamChunk, None]:
+        """Stream the winner's reply (through its repeat guard when continuing), then finish the turn."""
+        turn, attempt = self.turn, live.attempt
+        finished = False
+        try:
+            event = first
+            while isinstance(event, str):
+                text = live.guard.feed(event) if live.guard else event
+                if text:
+                    attempt.emitted_text = True
+                    turn.emitted.append(text)
+                    yield StreamChunk(text=text, model=live.target.label)
+                event = await _next(live)
+            tail = live.guard.flush() if live.guard else ""
+            if tail:
+                attempt.emitted_text = True
+                turn.emitted.append(tail)
+                yield StreamChunk(text=tail, model=event.served_model)
+            result = self._succeed(live, event)
+            on_result(result)
+            finished = True
+            await live.events.aclose()
+            yield StreamChunk(model=event.served_model, tool_calls=event.tool_calls, usage=turn.usage,
+                              finish_reason=event.finish_reason)
+        except (asyncio.CancelledError, GeneratorExit):
+            if not finished:  # closing after the final chunk is not a cancellation
+                attempt.outcome = Outcome.CANCELLED
+                attempt.latency = asyncio.get_running_loop().time() - live.sent_at
+                self.health.end_trial(live.target.label)
+            await live.events.aclose()
+            raise
+
+    def _succeed(self, live: _Live, done: AttemptDone) -> Completion:
+        turn, attempt = self.turn, live.attempt
+        attempt.latency = asyncio.get_running_loop().time() - live.sent_at
+        attempt.ttft = done.ttft
+        attempt.served_model = done.served_model
+        attempt.usage = done.usage
+        if done.usage:
+            turn.usage = turn.usage + done.usage
+        self.health.record_success(live.target.label)
+        _log_attempt(attempt, live.index)
+        logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
+                     done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
+                     done.usage or "not reported")
+        self._note_passed_over(live.target)
+        result = Completion(text="".join(turn.emitted), model=done.served_model, tool_calls=done.tool_calls,
+                            usage=turn.usage, attempts=turn.attempts, finish_reason=done.finish_reason, id=done.id)
+        if result.fell_back:
+            # A failure this turn is news; passing over a model already known to be cooling is not.
+            failed_now = any(a.outcome not in (Outcome.OK, Outcome.SKIPPED) for a in turn.attempts)
+            logger.log(logging.WARNING if failed_now else logging.INFO, "served by fallback %s after: %s",
+                       live.target.label, result.fallback_reason)
+        return result
+
+    # -- launching and racing ----------------------------------------------------------------
+
+    def _launch(self, target: Target, index: int, *, last: bool) -> _Live:
+        """Send the request for ``target`` (the stream opens on first iteration)."""
+        policy, turn = self.policy, self.turn
+        deadlines = policy.limits.deadlines(last=last)
+        partial = "".join(turn.emitted)
+        body = request_body(target, turn.messages, turn.body, partial=partial,
+                            with_tools=policy.supports_tools(target), options=policy.options(target.endpoint))
+        attempt = Attempt(target, Outcome.OK)
+        turn.attempts.append(attempt)
+        self.health.begin(target.label)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("sending %s to %s: %d messages, %d tools, %d body bytes%s; first token within %.2fs, "
+                         "stall after %.2fs, circuit %s", target.label, target.base_url, len(body["messages"]),
+                         len(body.get("tools") or ()), len(json.dumps(body)),
+                         f", continuing after {len(partial)} chars" if partial else "", deadlines.first_token,
+                         deadlines.stall, self.health.state(target.label).value)
+        events = stream_attempt(policy.client, target, body, policy.headers(target), deadlines)
+        return _Live(target, attempt, events, RepeatGuard(partial) if partial else None,
+                     asyncio.get_running_loop().time(), index)
+
+    async def _first_event(self, live: _Live) -> tuple[_Live, str | AttemptDone] | None:
+        """Wait for ``live``'s first event; past ``hedge_after`` also race the next viable model.
+
+        Returns the winner and its first event, or None when every racer failed (failures recorded).
+        """
+        hedge_after = self.policy.limits.hedge_after
+        racers: dict[asyncio.Task[str | AttemptDone], _Live] = {asyncio.ensure_future(anext(live.events)): live}
+        hedged = hedge_after is None
+        hedges = 0
+        try:
+            while racers:
+                timeout = None
+                if not hedged and hedge_after is not None:
+                    timeout = max(0.0, live.sent_at + hedge_after - asyncio.get_running_loop().time())
+                done, _ = await asyncio.wait(racers, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    hedged = True
+                    hedge = self._hedge(live)
+                    if hedge is not None:
+                        racers[asyncio.ensure_future(anext(hedge.events))] = hedge
+                        hedges += 1
+                        self.policy.hedges.hedging += 1
+                    continue
+                for task in sorted(done, key=lambda t: racers[t].index):
+                    racer = racers.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        await self._cancel(racers, lost_to=racer)
+                        return racer, task.result()
+                    if isinstance(error, AttemptFailed):
+                        self._record_failure(racer, error)
+                    elif isinstance(error, StopAsyncIteration):
+                        self._record_failure(racer, AttemptFailed(Outcome.BAD_RESPONSE, _ENDED_EARLY))
+                    else:
+                        raise error
+            return None
+        except BaseException:
+            await self._cancel(racers, lost_to=None)
+            raise
+        finally:
+            self.policy.hedges.hedging -= hedges
+
+    def _hedge(self, slow: _Live) -> _Live | None:
+        """Launch the next viable model beside ``slow``, if the hedge budget allows."""
+        queue = self.queue
+        while queue and not self.turn.viable(queue[0][1]):
+            _, skipped = queue.popleft()
+            self.turn.attempts.append(Attempt(skipped, Outcome.SKIPPED, error="endpoint unusable"))
+        if not queue or not self.policy.hedges.allows():
+            return None
+        index, target = queue.popleft()
+        hedge = self._launch(target, index, last=self._is_last())
+        logger.info("hedging: %s has no first token after %.2fs, also asking %s",
+                    slow.target.label, self.policy.limits.hedge_after, target.label)
+        return hedge
+
+    async def _cancel(self, racers: dict[asyncio.Task[str | AttemptDone], _Live], *, lost_to: _Live | None) -> None:
+        """Stop racing attempts and close their HTTP streams."""
+        for task in racers:
+            task.cancel()
+        await asyncio.gather(*racers, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        for live in racers.values():
+            await live.events.aclose()
+            live.attempt.outcome = Outcome.CANCELLED
+            live.attempt.latency = loop.time() - live.sent_at
+            if lost_to is not None and live.sent_at < lost_to.sent_at:
+                # It had a head start and still had no first token: treat it as slow for a while.
+                live.attempt.error = f"no first token after {live.attempt.latency:.2f}s; hedged request won"
+                self.health.record_failure(live.target.label, reason=live.attempt.error)
+            else:
+                self.health.end_trial(live.target.label)
+            _log_attempt(live.attempt, live.index)
+        racers.clear()
+
+    # -- recording outcomes ------------------------------------------------------------------
+
+    def _record_failure(self, live: _Live, failure: AttemptFailed) -> None:
+        info, attempt, turn = failure.info, live.attempt, self.turn
+        attempt.outcome = failure.outcome
+        attempt.status = info.status
+        attempt.error = info.message
+        attempt.error_type = info.error_type
+        attempt.retry_after = info.retry_after
+        attempt.latency = asyncio.get_running_loop().time() - live.sent_at
+        attempt.ttft = failure.ttft
+        attempt.served_model = failure.served_model
+        attempt.usage = failure.usage
+        if failure.usage:
+            turn.usage = turn.usage + failure.usage
+        self._apply(live.target, info)
+        _log_attempt(attempt, live.index)
+        if info.action is Action.FAIL_ENDPOINT:
+            turn.dead_endpoints.add(live.target.endpoint)
+            turn.auth_failures.append(attempt)
+            self.policy.report_bad_key(live.target.endpoint, info.status)
+        elif info.action is Action.SKIP_PAID:
+            turn.broke_endpoints.add(live.target.endpoint)
+            turn.credit_failures.append(attempt)
+        elif info.action is Action.RAISE and not attempt.emitted_text:
+            raise BadRequestError(
+                f"{live.target.label} rejected the request ({info.status}): {info.message}. "
+                "Every model would reject it the same way; fix the request.", turn.attempts) from None
+
+    def _apply(self, target: Target, info: ErrorInfo) -> None:
+        """Tell the circuit breaker what the failure means for the model."""
+        label, action = target.label, info.action
+        logger.debug("decision for %s: %s (%s%s)", label, action.value, info.message,
+                     f", Retry-After {info.retry_after:g}s" if info.retry_after is not None else "")
+        if action is Action.COOLDOWN:
+            self.health.record_failure(label, reason=info.message, retry_after=info.retry_after)
+        elif action is Action.EXCLUDE:
+            self.health.record_failure(label, reason=info.message, exclude=True)
+        elif action is Action.NO_TOOLS:
+            # Healthy, but it cannot take tools: from now on it gets turns without them (and after the others).
+            self.policy.mark_tool_less(target)
+            self.health.end_trial(label)
+        else:
+            # The model itself is fine (bad request, bad key, no credit): no cooldown, end any trial.
+            self.health.end_trial(label)
+
+    def _note_passed_over(self, served: Target) -> None:
+        """Record chain models ahead of ``served`` that this turn never tried (cooling down)."""
+        tried = {a.target for a in self.turn.attempts}
+        for target in self.policy.chain:
+            if target == served:
+                break
+            if target not in tried:
+                remaining = self.health.cooldown_remaining(target.label)
+                self.turn.attempts.append(Attempt(target, Outcome.SKIPPED, error=(
+                    f"cooling down for {remaining:.0f}s after {self.health.reason(target.label) or 'a failure'}")))
+
+
+async def _next(live: _Live) -> str | AttemptDone:
+    try:
+        return await anext(live.events)
+    except StopAsyncIteration:  # (inside an async generator it would turn into a RuntimeError)
+        raise AttemptFailed(Outcome.BAD_RESPONSE, _ENDED_EARLY) from None
+
+
+def _log_attempt(attempt: Attempt, index: int) -> None:
+    logger.info(
+        "attempt %d model=%s outcome=%s status=%s ttft=%s latency=%.3fs%s",
+        index + 1, attempt.model, attempt.outcome.value, attempt.status if attempt.status is not None else "-",
+        f"{attempt.ttft:.3f}s" if attempt.ttft is not None else "-", attempt.latency,
+        f" error={attempt.error!r}" if attempt.error else "",
+    )
