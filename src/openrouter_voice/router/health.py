@@ -6,6 +6,13 @@ request tries the model again (one request at a time, so a still-broken primary 
 real request, not a burst). Success closes the circuit, so the primary takes its place at the
 head of the chain again; failure re-opens it with a longer cooldown. No probe requests are
 sent: recovery is tested only by real traffic that would have been sent anyway.
+
+Only a request sent after the latest failure verdict can close the circuit: a request already in
+flight when the model failed (there are always some in a busy process) that then succeeds says
+nothing about the model since, and must not undo a fresh verdict such as a Retry-After.
+
+Times are wall-clock seconds (``time.time``), so expiries mean the same in every process that
+shares them. Beside each circuit lives the model's recent latency (:mod:`.latency`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .latency import ModelLatency
 
 
 class CircuitState(enum.StrEnum):
@@ -28,11 +37,13 @@ class ModelHealth:
 
     failures: int = 0  # consecutive failures
     open_until: float = 0.0
+    failed_at: float = 0.0  # when the latest failure verdict was taken
     reason: str | None = None
     trial_in_flight: bool = False
     told: bool = False  # the cooldown is the upstream's own Retry-After
     successes: int = 0
     total_failures: int = 0
+    latency: ModelLatency = field(default_factory=ModelLatency)
 
     def state(self, now: float) -> CircuitState:
         if self.failures == 0:
@@ -66,7 +77,7 @@ class HealthTracker:
         base_cooldown: float = 5.0,
         max_cooldown: float = 120.0,
         exclude_cooldown: float = 3600.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if base_cooldown <= 0 or max_cooldown < base_cooldown:
             raise ValueError("need 0 < base_cooldown <= max_cooldown")
@@ -93,6 +104,10 @@ class HealthTracker:
             return True
         return state is CircuitState.HALF_OPEN and not health.trial_in_flight
 
+    def now(self) -> float:
+        """The tracker's clock: pass it as ``sent`` to :meth:`record_success` for requests you track."""
+        return self._clock()
+
     def begin(self, model: str) -> bool:
         """Mark a request as sent to ``model``. Returns True if it is the half-open trial."""
         health = self._get(model)
@@ -105,14 +120,28 @@ class HealthTracker:
         """The half-open trial ended without a verdict on the model (e.g. the caller cancelled)."""
         self._get(model).trial_in_flight = False
 
-    def record_success(self, model: str) -> None:
+    def record_success(self, model: str, *, sent: float | None = None) -> bool:
+        """``model`` answered a request sent at ``sent`` (the tracker's clock; None: just now).
+
+        Closes the circuit unless the request was sent before the latest failure verdict: an older
+        request in flight that succeeds afterwards does not undo it. Returns whether it closed.
+
+        >>> health = HealthTracker()
+        >>> before = health.now()
+        >>> _ = health.record_failure("m", reason="429", retry_after=30)
+        >>> health.record_success("m", sent=before), health.is_available("m")
+        (False, False)
+        """
         health = self._get(model)
+        health.successes += 1
+        if health.failures and sent is not None and sent < health.failed_at:
+            return False
         health.failures = 0
         health.open_until = 0.0
         health.reason = None
         health.trial_in_flight = False
         health.told = False
-        health.successes += 1
+        return True
 
     def record_failure(self, model: str, *, reason: str, retry_after: float | None = None,
                        exclude: bool = False) -> float:
@@ -131,9 +160,15 @@ class HealthTracker:
         # Only this failure's own Retry-After counts: a later timeout is our estimate, not the upstream's word.
         health.told = retry_after is not None and not exclude
         # A later, shorter verdict must not shorten a cooldown already promised (e.g. a 404 exclusion).
-        health.open_until = max(health.open_until, self._clock() + cooldown)
+        now = self._clock()
+        health.failed_at = now
+        health.open_until = max(health.open_until, now + cooldown)
         health.reason = reason
         return cooldown
+
+    def latency(self, model: str) -> ModelLatency:
+        """``model``'s recent healthy latency (time to first token, gaps between chunks)."""
+        return self._get(model).latency
 
     def reason(self, model: str) -> str | None:
         """Why ``model`` last failed (None if healthy)."""

@@ -140,8 +140,9 @@ class _Live:
     attempt: Attempt
     events: AsyncGenerator[str | AttemptDone, None]
     guard: RepeatGuard | None
-    sent_at: float
+    sent_at: float  # loop time, for deadlines
     index: int
+    sent: float  # the health tracker's clock, for its verdicts
 
 
 _ENDED_EARLY = ErrorInfo(None, "stream ended without a reply", Action.COOLDOWN)
@@ -224,7 +225,9 @@ class TurnRunner:
         attempt.usage = done.usage
         if done.usage:
             turn.usage = turn.usage + done.usage
-        self.health.record_success(live.target.label)
+        self.health.record_success(live.target.label, sent=live.sent)
+        if done.ttft is not None:
+            self.health.latency(live.target.label).ttft.add(done.ttft)
         _log_attempt(attempt, live.index)
         logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
                      done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
@@ -250,6 +253,7 @@ class TurnRunner:
                             with_tools=policy.supports_tools(target), options=policy.options(target.endpoint))
         attempt = Attempt(target, Outcome.OK)
         turn.attempts.append(attempt)
+        sent = self.health.now()
         self.health.begin(target.label)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("sending %s to %s: %d messages, %d tools, %d body bytes%s; first token within %.2fs, "
@@ -259,7 +263,7 @@ class TurnRunner:
                          deadlines.stall, self.health.state(target.label).value)
         events = stream_attempt(policy.client, target, body, policy.headers(target), deadlines)
         return _Live(target, attempt, events, RepeatGuard(partial) if partial else None,
-                     asyncio.get_running_loop().time(), index)
+                     asyncio.get_running_loop().time(), index, sent)
 
     async def _first_event(self, live: _Live) -> tuple[_Live, str | AttemptDone] | None:
         """Wait for ``live``'s first event; past ``hedge_after`` also race the next viable model.
