@@ -2,11 +2,11 @@
 
 Drop it into any session, like livekit-plugins-openai's ``openai.LLM``:
 
->>> from livekit.agents import AgentSession
 >>> from openrouter_voice.agent import OpenRouterLLM
->>> session = AgentSession(llm=OpenRouterLLM(models=["google/gemini-2.5-flash-lite", "openai/gpt-4o-mini"]))
->>> session.llm.primary
+>>> llm_ = OpenRouterLLM(models=["google/gemini-2.5-flash-lite", "openai/gpt-4o-mini"])
+>>> llm_.primary
 'google/gemini-2.5-flash-lite'
+>>> session = AgentSession(llm=llm_)  # doctest: +SKIP
 
 The router owns fallback, deadlines and retries. LiveKit's own ``LLMStream`` retry (up to
 ``conn_options.max_retry`` re-runs of ``_run`` on a retryable ``APIError``) would re-send whole

@@ -222,8 +222,10 @@ def redact_process_logs() -> None:
 def log_usage(or_llm: OpenRouterLLM) -> Callable[[], None]:
     """Log every turn's usage as it completes; returns the function that logs the session summary.
 
-    >>> summarise = log_usage(or_llm)  # doctest: +SKIP
-    >>> summarise()                    # at session end: turns, tokens, cost, models, fallbacks
+    >>> from openrouter_voice.router import FallbackRouter
+    >>> or_llm = OpenRouterLLM(router=FallbackRouter(["openai/gpt-4o-mini"]))
+    >>> summarise = log_usage(or_llm)
+    >>> summarise()  # at session end it logs: turns, tokens, cost, models, fallbacks
     """
 
     def on_turn(event: TurnEvent) -> None:

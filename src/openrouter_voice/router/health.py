@@ -66,7 +66,8 @@ class HealthTracker:
     """Tracks every model's circuit. Shared by all requests of a router (and may be shared by routers).
 
     >>> health = HealthTracker()
-    >>> health.record_failure("m", reason="429", retry_after=2.0)
+    >>> health.record_failure("m", reason="429", retry_after=2.0)  # the cooldown applied
+    2.0
     >>> health.is_available("m")
     False
     """

@@ -112,8 +112,8 @@ class ScriptedUpstream:
     """An aiohttp server speaking OpenRouter's chat-completions wire format (streaming and not).
 
     Models without a script answer with ``default`` (a healthy short reply). ``/api/v1/models``
-    serves ``catalog``; ``/api/v1/key`` serves ``key_info``. Requests with a wrong bearer key get 401
-    when ``api_key`` is set.
+    serves ``catalog`` (or, when set, ``catalog_body`` as it is: a 200 that is not a catalog);
+    ``/api/v1/key`` serves ``key_info``. Requests with a wrong bearer key get 401 when ``api_key`` is set.
     """
 
     def __init__(
@@ -130,6 +130,7 @@ class ScriptedUpstream:
         self.api_key = api_key
         self.default = default or Script()
         self.catalog: list[dict[str, Any]] = catalog if catalog is not None else default_catalog()
+        self.catalog_body: Any = None
         self.key_info: dict[str, Any] = {"label": "test", "limit": None, "limit_remaining": None,
                                          "usage": 0.0, "is_free_tier": False}
         self.requests: list[RecordedRequest] = []
@@ -265,6 +266,8 @@ class ScriptedUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.catalog_requests += 1
+        if self.catalog_body is not None:
+            return web.json_response(self.catalog_body)
         models = self.catalog
         wanted = request.query.get("supported_parameters")
         if wanted:
