@@ -39,6 +39,7 @@ from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .health import HealthTracker
 from .request import headers_for
+from .stragglers import Stragglers
 from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolSpec
 
@@ -104,7 +105,10 @@ class FallbackRouter:
             tried may pause up to ``final_first_token_timeout`` (a slow local model on a busy CPU
             is better than an apology in mid-sentence).
         hedge_after: if the model has no first token after this many seconds, also ask the next
-            model and keep whichever speaks first (the slower one is cancelled). None or 0 disables it.
+            model and keep whichever speaks first; None or 0: never. A model with history is hedged
+            at its own p95 TTFT, and its stall deadline follows its rhythm (:mod:`.deadlines`).
+        dribble_words_per_second, dribble_window: a reply slower than this (words/s over the window)
+            is too slow for speech; the next model continues it (not for the last model). 0: off.
         hedge_budget: at most this share of the requests in flight may hedge at once (at least one),
             so a slow, overloaded upstream is not sent twice the traffic.
         total_timeout: hard bound on any one upstream call.
@@ -132,6 +136,8 @@ class FallbackRouter:
         final_first_token_timeout: float = defaults.FINAL_FIRST_TOKEN_TIMEOUT,
         hedge_after: float | None = defaults.HEDGE_AFTER,
         hedge_budget: float = defaults.HEDGE_BUDGET,
+        dribble_words_per_second: float = defaults.DRIBBLE_WORDS_PER_SECOND,
+        dribble_window: float = defaults.DRIBBLE_WINDOW,
         total_timeout: float = defaults.TOTAL_TIMEOUT,
         app_name: str | None = defaults.APP_NAME,
         app_url: str | None = None,
@@ -156,6 +162,11 @@ class FallbackRouter:
                             ("stall_timeout", self.stall_timeout), ("total_timeout", self.total_timeout)):
             if not value > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+        if dribble_words_per_second < 0 or not dribble_window > 0:
+            raise ConfigurationError("dribble_words_per_second must be >= 0 (0: off) and dribble_window > 0 seconds, "
+                                     f"got {dribble_words_per_second!r} and {dribble_window!r}")
+        self.dribble_words_per_second = float(dribble_words_per_second)
+        self.dribble_window = float(dribble_window)
         self._hedges = HedgeBudget(hedge_budget)
         # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
         self.max_reply_chars = max_reply_chars
@@ -168,6 +179,7 @@ class FallbackRouter:
             self._endpoints[name] = (url.rstrip("/"), key)
         self.endpoint_options = {name: dict(opts) for name, opts in (endpoint_options or {}).items()}
         self.health = health or HealthTracker()
+        self._stragglers = Stragglers(self.health)
         self.extra_body = dict(extra_body or {})
         self._owns_client = http_client is None
         self._client = http_client or _http_client(max_connections)
@@ -196,6 +208,8 @@ class FallbackRouter:
             "api_key": settings.api_key, "base_url": settings.openrouter_base_url,
             "first_token_timeout": settings.first_token_timeout, "stall_timeout": settings.stall_timeout,
             "hedge_after": settings.hedge_after, "app_name": settings.openrouter_app_name,
+            "dribble_words_per_second": settings.dribble_words_per_second,
+            "dribble_window": settings.dribble_window,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
         options.update(overrides)
@@ -373,9 +387,11 @@ class FallbackRouter:
     def _policy(self) -> TurnPolicy:
         limits = Limits(first_token=self.first_token_timeout, final_first_token=self.final_first_token_timeout,
                         stall=self.stall_timeout, total=self.total_timeout, hedge_after=self.hedge_after,
-                        max_reply_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars)
+                        max_reply_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars,
+                        dribble_words_per_second=self.dribble_words_per_second, dribble_window=self.dribble_window)
         return TurnPolicy(
-            client=self._client, health=self.health, hedges=self._hedges, limits=limits, chain=self.models,
+            client=self._client, health=self.health, hedges=self._hedges, limits=limits,
+            stragglers=self._stragglers, chain=self.models,
             headers=lambda target: headers_for(target, app_name=self.app_name, app_url=self.app_url),
             supports_tools=self.supports_tools, mark_tool_less=self._mark_tool_less,
             options=lambda endpoint: self.endpoint_options.get(endpoint, {}), report_bad_key=self._report_bad_key)
@@ -422,7 +438,8 @@ class FallbackRouter:
                 logger.debug("warm-up of %s failed: %s", target.endpoint, type(exc).__name__)
 
     async def aclose(self) -> None:
-        """Close pooled connections (only if the router created its HTTP client)."""
+        """Stop watching hedge losers; close pooled connections (only if the router created its HTTP client)."""
+        await self._stragglers.aclose()
         if self._owns_client:
             await self._client.aclose()
 

@@ -41,8 +41,10 @@ class Script:
     ``status`` (HTTP error, with ``retry_after`` and ``error_body``), ``hang`` (accept and never
     answer), ``keepalive_only`` (send keep-alive comments forever), ``error_after_tokens`` (in-stream
     error event with ``error_code``), ``stall_after_tokens`` (stop sending, keep the connection open),
-    ``drop_after_tokens`` (close the connection abruptly). ``raw_events`` sends exactly those SSE data
-    payloads (for malformed-input tests). ``tool_calls`` are (name, arguments) pairs streamed in pieces.
+    ``drop_after_tokens`` (close the connection abruptly), ``dribble_after_tokens`` (from then on one
+    token every ``dribble_interval`` seconds: alive, but slower than speech). ``raw_events`` sends
+    exactly those SSE data payloads (for malformed-input tests). ``tool_calls`` are (name, arguments)
+    pairs streamed in pieces.
     """
 
     text: str = "Hello! How can I help you today?"
@@ -60,6 +62,8 @@ class Script:
     error_after_tokens: int | None = None
     stall_after_tokens: int | None = None
     drop_after_tokens: int | None = None
+    dribble_after_tokens: int | None = None
+    dribble_interval: float = 0.7
     tool_calls: Sequence[tuple[str, dict[str, Any] | str]] = ()
     usage: dict[str, Any] | None = None
     served_model: str | None = None
@@ -395,6 +399,8 @@ class ScriptedUpstream:
             if script.drop_after_tokens is not None and index >= script.drop_after_tokens:
                 self._drop(request)
                 return
+            if script.dribble_after_tokens is not None and index >= script.dribble_after_tokens:
+                interval = script.dribble_interval
             if index and interval:
                 await asyncio.sleep(interval)
             await response.write(chunk({"content": token}))
