@@ -55,7 +55,7 @@ async def test_hedging_at_the_p95_costs_at_most_5_percent_extra_requests(upstrea
     assert extra <= 0.05 * turns, f"{extra} hedges in {turns} turns"
     # The hedge followed the primary's own tail, below the configured second.
     chosen = hedge_delay(router.health.latency("a/primary"), 1.0)
-    assert chosen is not None and 0.6 < chosen.seconds < 0.95, chosen  # true p95 0.6 s + 0.15 s
+    assert chosen is not None and 0.6 < chosen.seconds < 0.95, chosen  # true p95 0.6 s + the margin
     assert "p95 TTFT" in chosen.why
     # A model hedged past is never cooled down for losing.
     assert router.health.is_available("a/primary") and router.health.reason("a/primary") is None

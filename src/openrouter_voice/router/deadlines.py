@@ -20,10 +20,10 @@ Each choice carries a short ``why`` for the debug log.
 >>> latency.ttft.extend([0.30] * 19 + [0.50])
 >>> choice = hedge_delay(latency, 1.0)
 >>> round(choice.seconds, 2), choice.why
-(0.45, 'p95 TTFT 0.300s + 0.15s margin')
+(0.4, 'p95 TTFT 0.300s + 0.1s margin')
 >>> latency.gap.extend([0.013] * 60)
 >>> stall_deadline(latency, 1.5).seconds, stall_deadline(latency, 1.5).why
-(0.4, 'floor (4 x p99 gap 0.013s = 0.052s)')
+(0.3, 'floor (4 x p99 gap 0.013s = 0.052s)')
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MIN_TTFT_SAMPLES = 10
 """TTFT samples needed before the hedge follows the model (fewer: the configured ``hedge_after``).
 With 10 to 19 samples the nearest-rank p95 is the largest or close to it: cautious."""
 HEDGE_QUANTILE = 0.95
-HEDGE_MARGIN = 0.15
+HEDGE_MARGIN = 0.1
 """Seconds added to the p95 TTFT: a first token just past the p95 is not worth a second request."""
 HEDGE_FLOOR = 0.3
 """Never hedge sooner than this, whatever the history says (a burst of very fast replies must not
@@ -47,7 +47,7 @@ MIN_GAP_SAMPLES = 50
 STALL_QUANTILE = 0.99
 STALL_FACTOR = 4.0
 """A silence this many times the model's p99 gap is a stall, not its rhythm."""
-STALL_FLOOR = 0.4
+STALL_FLOOR = 0.3
 """Never call a stall sooner than this: TTS has buffered a few words, and scheduling jitter on a
 busy host reaches tens of milliseconds."""
 
