@@ -51,7 +51,9 @@ def outcome(cell: Cell | None, scenario: str) -> str:
         repeated = cell.extra.get("repeated", [])
         parts.append(f"{max(repeated):.0f} repeated words" if repeated and max(repeated) else "0 repeated")
     if scenario.startswith("1b"):
-        parts.append(f"{statistics.mean(cell.extra['hedged']) * 100:.1f}% of {cell.requests} turns hedged")
+        parts.append(f"{statistics.mean(cell.extra['hedged']) * 100:.1f}% of {cell.requests} turns hedged, "
+                     f"{statistics.mean(cell.waste):.3f} extra calls/turn")
+        return ", ".join(parts)
     if scenario.startswith("6"):
         parts.append(f"{statistics.mean(cell.extra['back_to_primary']) * 100:.0f}% back to primary")
     parts.append(f"waste {statistics.mean(cell.waste):.1f}")

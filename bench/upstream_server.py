@@ -72,10 +72,15 @@ def phased(phases: list[dict[str, Any]]) -> Callable[[dict[str, Any]], Script]:
     return script
 
 
+_scripted: dict[str, int] = {}
+
+
 def varied(model: str, dist: dict[str, float], make: Callable[[dict[str, Any], dict[str, Any]], Script]
            ) -> Callable[[dict[str, Any]], Script]:
-    """Each request's TTFT drawn from ``dist`` (seeded per model: reproducible), then ``make(body, fields)``."""
-    rng = random.Random(zlib.crc32(model.encode()))
+    """Each request's TTFT drawn from ``dist``, then ``make(body, fields)``. Seeded per model and per time it is
+    scripted: a benchmark is reproducible, yet each run draws its own TTFTs."""
+    _scripted[model] = _scripted.get(model, 0) + 1
+    rng = random.Random(zlib.crc32(f"{model}#{_scripted[model]}".encode()))
     mu, sigma = math.log(dist["p50"]), math.log(dist["p95"] / dist["p50"]) / 1.645
 
     def script(body: dict[str, Any]) -> Script:
