@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import random
 import time
@@ -61,7 +62,7 @@ async def test_hedging_at_the_p95_costs_at_most_5_percent_extra_requests(upstrea
     assert router.health.is_available("a/primary") and router.health.reason("a/primary") is None
 
 
-async def test_a_hanging_primary_is_hedged_at_its_own_tail_after_warm_up(upstream, make_router):
+async def test_a_hanging_primary_is_hedged_at_its_own_tail_after_warm_up(upstream, make_router, caplog):
     upstream.script("a/primary", [*[Script(text="Hi.", ttft=0.1 + 0.01 * (i % 5)) for i in range(10)],
                                   Script(hang=True)])
     upstream.script("b/backup", Script(text="Backup speaks.", ttft=0.05))
@@ -69,11 +70,16 @@ async def test_a_hanging_primary_is_hedged_at_its_own_tail_after_warm_up(upstrea
     for _ in range(10):
         assert (await router.complete(USER)).model == "a/primary"
     started = time.monotonic()
-    reply = await router.complete(USER)
+    with caplog.at_level(logging.DEBUG, logger="openrouter_voice.router"):
+        reply = await router.complete(USER)
     elapsed = time.monotonic() - started
     assert reply.text == "Backup speaks."
     # p95 TTFT 0.14 s + margin is below the floor: hedged at the floor, far before the configured 1 s.
     assert HEDGE_FLOOR <= elapsed < HEDGE_FLOOR + 0.05 + 0.2
+    # The debug log says why each deadline had its value.
+    sending = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("sending a/primary"))
+    assert f"hedge after {HEDGE_FLOOR:.2f}s (floor (p95 TTFT 0.1" in sending
+    assert "stall after 0.50s (configured (" in sending  # short replies: too few gaps to follow a rhythm
 
 
 async def test_a_hedge_loser_is_not_cooled_down_and_its_late_first_token_is_kept(upstream, make_router):

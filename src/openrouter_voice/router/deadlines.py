@@ -98,3 +98,18 @@ def stall_deadline(latency: ModelLatency, configured: float) -> Choice:
     if wanted <= STALL_FLOOR:
         return Choice(min(STALL_FLOOR, configured), f"floor ({basis} = {wanted:.3f}s)")
     return Choice(wanted, basis)
+
+
+def ttft_percentiles(latency: ModelLatency) -> tuple[float, float, int] | None:
+    """A model's recent time to first token for status displays: (p50, p95, samples), None without any.
+
+    >>> latency = ModelLatency()
+    >>> latency.ttft.extend([0.3, 0.32, 0.6])
+    >>> ttft_percentiles(latency)
+    (0.32, 0.6, 3)
+    """
+    p50 = latency.ttft.quantile(0.5)
+    p95 = latency.ttft.quantile(HEDGE_QUANTILE)
+    if p50 is None or p95 is None:
+        return None
+    return p50, p95, len(latency.ttft)
