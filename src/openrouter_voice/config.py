@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         default=defaults.DRIBBLE_WINDOW,
         validation_alias=AliasChoices("OPENROUTER_DRIBBLE_WINDOW", "dribble_window"),
     )
+    # Refresh OpenRouter's per-model endpoint statistics in the background; try failing models last.
+    predictive_ranking: bool = Field(
+        default=False, validation_alias=AliasChoices("OPENROUTER_PREDICTIVE_RANKING", "predictive_ranking"),
+    )
     debug: bool = Field(default=False, validation_alias=AliasChoices("OPENROUTER_DEBUG", "debug"))
     # Extra OpenAI-compatible endpoints as JSON: {"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}
     endpoints: dict[str, EndpointConfig] = Field(
@@ -239,6 +243,7 @@ _ENV_NAMES = {
     "hedge_after": "OPENROUTER_HEDGE_AFTER",
     "dribble_words_per_second": "OPENROUTER_DRIBBLE_WORDS_PER_SECOND",
     "dribble_window": "OPENROUTER_DRIBBLE_WINDOW",
+    "predictive_ranking": "OPENROUTER_PREDICTIVE_RANKING",
     "endpoints": "OPENROUTER_VOICE_ENDPOINTS",
     "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
     "weather_geocoding_url": "OPENROUTER_VOICE_GEOCODING_URL",
@@ -251,6 +256,7 @@ _FIXES = {
     "OPENROUTER_DRIBBLE_WORDS_PER_SECOND": (
         "set it to words per second, e.g. OPENROUTER_DRIBBLE_WORDS_PER_SECOND=2.0, or 0 to turn the check off"),
     "OPENROUTER_DRIBBLE_WINDOW": "set it to seconds, e.g. OPENROUTER_DRIBBLE_WINDOW=2.0",
+    "OPENROUTER_PREDICTIVE_RANKING": "use true or false",
     "OPENROUTER_HEDGE_AFTER": "set it to seconds, e.g. OPENROUTER_HEDGE_AFTER=1.0, or 0 to turn hedging off",
     "OPENROUTER_VOICE_ENDPOINTS": (
         'use JSON, e.g. OPENROUTER_VOICE_ENDPOINTS=\'{"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}\''

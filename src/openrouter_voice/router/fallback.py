@@ -9,11 +9,10 @@
 
 How it decides, per model, in chain order (see :func:`errors.classify`):
 
-* 401 -> the key is bad: nothing else on that endpoint is tried; :class:`AuthenticationError`
-  if no other endpoint answers.
-* 402 -> out of credits: only ``:free`` models on that endpoint are still tried.
-* 404 / retired -> excluded for an hour. 429 / 503 -> cooldown for Retry-After.
-  408, 5xx, connection errors, first-token timeouts, stalls, broken streams -> cooldown, next model.
+* 401 -> bad key: nothing else on that endpoint is tried (:class:`AuthenticationError` if nothing answers).
+* 402 -> out of credits: only ``:free`` models are still tried. 404 / retired -> excluded for an hour.
+* 429 / 503 -> cooldown for Retry-After. 408, 5xx, connection errors, first-token timeouts, stalls,
+  replies slower than speech, broken streams -> cooldown, next model.
 * 400 / 422 -> the request is wrong for every model: :class:`BadRequestError` at once.
 * Text already spoken when a model fails -> the next model continues it (prefill), repeats dropped.
 
@@ -38,6 +37,7 @@ from . import defaults
 from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .health import HealthTracker
+from .ranking import UptimeRanking
 from .request import headers_for
 from .stragglers import Stragglers
 from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
@@ -109,6 +109,8 @@ class FallbackRouter:
             at its own p95 TTFT, and its stall deadline follows its rhythm (:mod:`.deadlines`).
         dribble_words_per_second, dribble_window: a reply slower than this (words/s over the window)
             is too slow for speech; the next model continues it (not for the last model). 0: off.
+        predictive_ranking: refresh OpenRouter's endpoint statistics in the background and try a model
+            whose providers are failing right now after the others (:mod:`.ranking`).
         hedge_budget: at most this share of the requests in flight may hedge at once (at least one),
             so a slow, overloaded upstream is not sent twice the traffic.
         total_timeout: hard bound on any one upstream call.
@@ -138,6 +140,7 @@ class FallbackRouter:
         hedge_budget: float = defaults.HEDGE_BUDGET,
         dribble_words_per_second: float = defaults.DRIBBLE_WORDS_PER_SECOND,
         dribble_window: float = defaults.DRIBBLE_WINDOW,
+        predictive_ranking: bool = False,
         total_timeout: float = defaults.TOTAL_TIMEOUT,
         app_name: str | None = defaults.APP_NAME,
         app_url: str | None = None,
@@ -180,6 +183,7 @@ class FallbackRouter:
         self.endpoint_options = {name: dict(opts) for name, opts in (endpoint_options or {}).items()}
         self.health = health or HealthTracker()
         self._stragglers = Stragglers(self.health)
+        self.ranking = UptimeRanking() if predictive_ranking else None
         self.extra_body = dict(extra_body or {})
         self._owns_client = http_client is None
         self._client = http_client or _http_client(max_connections)
@@ -209,7 +213,7 @@ class FallbackRouter:
             "first_token_timeout": settings.first_token_timeout, "stall_timeout": settings.stall_timeout,
             "hedge_after": settings.hedge_after, "app_name": settings.openrouter_app_name,
             "dribble_words_per_second": settings.dribble_words_per_second,
-            "dribble_window": settings.dribble_window,
+            "dribble_window": settings.dribble_window, "predictive_ranking": settings.predictive_ranking,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
         options.update(overrides)
@@ -224,10 +228,8 @@ class FallbackRouter:
 
     def add_endpoint(self, name: str, base_url: str, api_key: str | None = None,
                      options: dict[str, Any] | None = None) -> None:
-        """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to.
-
-        ``options`` are request fields sent only to this endpoint (they override the turn's own).
-        """
+        """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to; ``options`` are request
+        fields sent only to this endpoint (they override the turn's own)."""
         register_secret(api_key)
         self._endpoints[name] = (base_url.rstrip("/"), api_key)
         if options:
@@ -299,6 +301,9 @@ class FallbackRouter:
         whose upstream said when to come back (Retry-After), as asking again before then is refused.
         """
         available = [t for t in self._models if self.health.is_available(t.label)]
+        if self.ranking is not None:  # refreshed in the background: this turn uses only what is known
+            self.ranking.start(self._client, self._models)
+            available = self.ranking.order(available)
         cooling = [t for t in self._models if t not in available and not self.health.told_to_wait(t.label)
                    and self.health.cooldown_remaining(t.label) < self.health.exclude_cooldown / 2]
         cooling.sort(key=lambda t: self.health.cooldown_remaining(t.label))
@@ -415,11 +420,9 @@ class FallbackRouter:
                          "OPENROUTER_VOICE_ENDPOINTS", endpoint, status or "auth error")
 
     async def warmup(self) -> None:
-        """Open pooled connections to every endpoint in the chain before the first turn.
-
-        A cold TLS handshake costs ~100-300 ms of the first reply; a tiny unbilled request
-        (``GET /key`` on OpenRouter, ``GET /models`` elsewhere) leaves a warm connection behind.
-        Failures are ignored: warming up is an optimisation, not a check.
+        """Open pooled connections to every endpoint in the chain before the first turn: a cold TLS
+        handshake costs ~100-300 ms of the first reply; a tiny unbilled request (``GET /key`` on OpenRouter,
+        ``GET /models`` elsewhere) leaves a warm connection. Failures are ignored (an optimisation, not a check).
 
         >>> await router.warmup()  # doctest: +SKIP
         """
@@ -440,6 +443,8 @@ class FallbackRouter:
     async def aclose(self) -> None:
         """Stop watching hedge losers; close pooled connections (only if the router created its HTTP client)."""
         await self._stragglers.aclose()
+        if self.ranking is not None:
+            await self.ranking.aclose()
         if self._owns_client:
             await self._client.aclose()
 

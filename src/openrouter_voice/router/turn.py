@@ -416,7 +416,9 @@ class TurnRunner:
         for target in self.policy.chain:
             if target == served:
                 break
-            if target not in tried:
+            if target not in tried and self.health.is_available(target.label):  # ordered later for this turn
+                self.turn.attempts.append(Attempt(target, Outcome.SKIPPED, error=f"ranked behind {served.label}"))
+            elif target not in tried:
                 remaining = self.health.cooldown_remaining(target.label)
                 self.turn.attempts.append(Attempt(target, Outcome.SKIPPED, error=(
                     f"cooling down for {remaining:.0f}s after {self.health.reason(target.label) or 'a failure'}")))

@@ -138,6 +138,9 @@ class ScriptedUpstream:
                                          "usage": 0.0, "is_free_tier": False}
         self.requests: list[RecordedRequest] = []
         self.catalog_requests = 0
+        # /api/v1/models/{author}/{slug}/endpoints: model id -> its providers' figures (e.g. uptime_last_5m)
+        self.endpoint_stats: dict[str, list[dict[str, Any]]] = {}
+        self.endpoint_requests: list[str] = []
         self.open_streams = 0
         self._scripts: dict[str, ScriptSource] = {}
         self._counters: dict[str, int] = {}
@@ -190,6 +193,7 @@ class ScriptedUpstream:
         app.router.add_post("/api/v1/chat/completions", self._chat)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/api/v1/models", self._models)
+        app.router.add_get("/api/v1/models/{author}/{slug}/endpoints", self._endpoints)
         app.router.add_get("/api/v1/key", self._key)
         return app
 
@@ -274,6 +278,13 @@ class ScriptedUpstream:
         if wanted:
             models = [m for m in models if wanted in (m.get("supported_parameters") or [])]
         return web.json_response({"data": models})
+
+    async def _endpoints(self, request: web.Request) -> web.Response:
+        model = f"{request.match_info['author']}/{request.match_info['slug']}"
+        self.endpoint_requests.append(model)
+        if model not in self.endpoint_stats:
+            return web.json_response({"error": {"code": 404, "message": "Model not found"}}, status=404)
+        return web.json_response({"data": {"id": model, "name": model, "endpoints": self.endpoint_stats[model]}})
 
     async def _key(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
