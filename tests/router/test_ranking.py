@@ -68,3 +68,11 @@ async def test_refresh_is_rate_limited_and_bad_replies_change_nothing(upstream, 
     now[0] += 60 * 6  # not refreshed for 6 minutes: the figure is forgotten, the chain order comes back
     assert ranking.uptime("a/x") is None
     assert [t.model for t in ranking.order(targets)] == ["a/x", "b/unknown"]
+
+
+async def test_provider_latency_preferences_pass_through(upstream, make_router):
+    preferences = {"sort": "latency", "preferred_max_latency": {"p50": 0.8, "p90": 1.5}}
+    router = make_router(["a/x"], extra_body={"provider": preferences})
+    await router.complete(USER)
+    await router.complete(USER, provider={"sort": "throughput"})  # per request, it replaces the router's
+    assert [r.body["provider"] for r in upstream.requests] == [preferences, {"sort": "throughput"}]
