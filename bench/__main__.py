@@ -247,14 +247,16 @@ def notes(loaded: dict[str, dict[str, Any]], cap: float) -> list[str]:
         f"- Scenario 5: the primary fails after {CUT_AT} words. \"Repeated words\" are words of the final text beyond "
         "the intended reply (a restart repeats the sentence start); \"missing\" are words of the intended reply that "
         "never came (a cut reply).",
-        f"- Healthy models' first tokens are drawn per request from a log-normal "
+        f"- In 1b, 3, 4, 5 and 8, healthy models' first tokens are drawn per request from a log-normal "
         f"(p50 {TTFT_DIST['p50'] * 1000:.0f} ms, p95 {TTFT_DIST['p95'] * 1000:.0f} ms) "
         f"with {TTFT_DIST['slow_share']:.0%} at {TTFT_DIST['slow']:g} s; 3, 4, "
         f"5c, 5d and 8 start after {WARM_TURNS} healthy replies, so a system that learns has seen the models work. "
         f"Our router then hedges a hanging or keep-alive-only primary at that primary's own p95 TTFT + a margin "
         f"(hedge_after, {d['hedge_after']:g} s, is only the ceiling) and calls a stall after a few times its usual "
         f"gap between tokens (at least 0.3 s; stall_timeout, {d['stall_timeout']:g} s, is the ceiling). 1b shows "
-        "what hedging at the p95 costs in healthy traffic.",
+        "what hedging at the p95 costs in healthy traffic. The physical limit and scenarios 1, 2 and 6 keep a constant "
+        f"{VOICE['ttft'] * 1000:.0f} ms (the distribution's median), so their tight ratios measure the systems, not "
+        "the draw.",
         f"- Scenario 8: the primary says {DRIBBLE_AFTER} words, then one word every {DRIBBLE_INTERVAL:g} s; the "
         "figure is the whole reply's duration, and the ratio is over the same system's healthy replies of that "
         "text (the warm-up).",

@@ -15,7 +15,7 @@ import statistics
 from .scenarios import (
     BACKUP,
     FULL,
-    HEALTHY,
+    HEALTHY_VARIED,
     PRIMARY,
     VARIED,
     WARM_TURNS,
@@ -43,7 +43,7 @@ async def healthy_traffic(lane: Lane, cell: Cell, cls: type[System], turns: int,
     await system.start(lane.base_url, lane.models)
     try:
         await system.reply(-1, cap)
-        await lane.script({PRIMARY: HEALTHY, BACKUP: HEALTHY})
+        await lane.script({PRIMARY: HEALTHY_VARIED, BACKUP: HEALTHY_VARIED})
         replies: list[Reply] = []
         for start in range(0, turns, TRAFFIC_BATCH):
             tags = range(start, min(turns, start + TRAFFIC_BATCH))

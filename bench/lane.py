@@ -23,6 +23,7 @@ from .scenarios import (
     BACKUP,
     FULL,
     HEALTHY,
+    HEALTHY_VARIED,
     PRIMARY,
     WARM,
     WARM_TURNS,
@@ -82,10 +83,10 @@ async def run(lane: Lane, cls: type[System], keys: str, runs: int, cap: float, t
         await rate_limited(lane, cell(S2A), cell(S2B), cls, runs, cap)
         done(S2A, S2B)
     if "3" in keys:
-        await simple(lane, cell(S3), cls, {PRIMARY: {"hang": True}, BACKUP: HEALTHY}, runs, cap, WARM_TURNS)
+        await simple(lane, cell(S3), cls, {PRIMARY: {"hang": True}, BACKUP: HEALTHY_VARIED}, runs, cap, WARM_TURNS)
         done(S3)
     if "4" in keys:
-        await simple(lane, cell(S4), cls, {PRIMARY: KEEPALIVES, BACKUP: HEALTHY}, runs, cap, WARM_TURNS)
+        await simple(lane, cell(S4), cls, {PRIMARY: KEEPALIVES, BACKUP: HEALTHY_VARIED}, runs, cap, WARM_TURNS)
         done(S4)
     if "5" in keys:
         for name, (failure, continues) in S5.items():

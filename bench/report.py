@@ -117,8 +117,8 @@ def render(table: Table, limit_values: list[float], overhead: dict[str, dict[str
         f"`make bench` (= `{meta['command']}`) measured this on {meta['date']} in {meta['elapsed']:.0f} s: every "
         f"system against the same scripted upstream (`openrouter_voice.testing`, in its own process on 127.0.0.1), "
         f"{meta['runs']} runs per cell (each run a fresh, warmed-up system), medians with nearest-rank p95. "
-        f"Healthy models answer with the first token at about {VOICE['ttft'] * 1000:.0f} ms (varied per request, "
-        f"see the notes) and stream {VOICE['tokens_per_second']:.0f} tokens/s. "
+        f"Healthy models answer with the first token at {VOICE['ttft'] * 1000:.0f} ms (at the median: varied per "
+        f"request where learning matters, see the notes) and stream {VOICE['tokens_per_second']:.0f} tokens/s. "
         f"Any single request is capped at {meta['cap']:g} s and reported "
         f"as \"> {meta['cap']:g} s (timed out)\"; a system that timed out is not repeated in that scenario (it would "
         "time out again), nor is one that failed alike twice.",

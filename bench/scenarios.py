@@ -36,7 +36,8 @@ SHORT = "Sunny and mild today, no rain."  # TTFT scenarios: short, so runs are q
 FULL = ("Today will be mostly sunny with a light breeze from the west, a high of twenty two degrees, "
         "and a clear evening.")  # mid-stream scenarios
 CUT_AT = 8  # words the primary says before it fails (scenario 5)
-HEALTHY = {"text": SHORT, **VARIED}
+HEALTHY = {"text": SHORT, **VOICE}  # the physical limit and 1, 2, 6: a constant, so their tight ratios are not noise
+HEALTHY_VARIED = {"text": SHORT, **VARIED}  # 1b, and the backups of 3 and 4
 WARM = {"text": "Hi."}
 WARM_TURNS = 10  # healthy replies before a scenario whose deadlines follow history (the router needs 10 TTFTs)
 WARM_BATCH = 5  # sent this many at once, so warming up costs ~2 s a run
