@@ -238,7 +238,7 @@ async def stream_attempt(
             if parsed.done:
                 await _drain(events)  # read to the end of the body so the connection goes back to the pool warm
                 break
-            dribbling = False
+            dribbled = None
             if parsed.content:
                 now = loop.time()
                 if ttft is None:
@@ -246,13 +246,12 @@ async def stream_attempt(
                 elif gaps is not None:
                     gaps.append(now - last_content)
                 last_content = now
-                if dribble is not None and parsed.text:
-                    dribbling = dribble.feed(now, count_words(parsed.text))
+                if dribble is not None and parsed.text and dribble.feed(now, count_words(parsed.text)):
+                    dribbled = dribble.describe()
             if parsed.text:
                 yield parsed.text
-            if dribbling:
-                assert dribble is not None
-                raise fail(Outcome.STALL, _failure(dribble.describe()))
+            if dribbled:  # after yielding: the words that came are kept, the next model continues after them
+                raise fail(Outcome.STALL, _failure(dribbled))
             if parsed.content or parser.finish_reason is not None:
                 deadline = min(loop.time() + deadlines.stall, hard_stop)
     finally:

@@ -62,7 +62,8 @@ class Stragglers:
             except AttemptFailed as failure:
                 apply(target, failure.info)
                 return
-            except Exception:  # ended without a token (StopAsyncIteration, ...): no verdict on the model
+            except Exception as exc:  # ended without a token (StopAsyncIteration, ...): no verdict on the model
+                logger.debug("hedged-past %s ended without a first token (%s)", label, type(exc).__name__)
                 return
             ttft = event.ttft if isinstance(event, AttemptDone) else loop.time() - sent_at
             if ttft is not None:
