@@ -3,8 +3,8 @@
 Lanes let the slow scenarios of different systems (a peer waiting out a 5 s read timeout or the
 cap) overlap in time without sharing an event loop, an HTTP pool or a garbage collector. Protocol on
 stdin/stdout, one line each: the lane pre-warms its system and says ``ready``; then ``run <keys>``
-(scenario keys: ``L`` the physical limit, ``1``-``6``) answers ``log <text>`` lines and one
-``result <json>``; ``quit`` ends it.
+(scenario keys: ``L`` the physical limit, ``1``-``6``, ``h`` healthy traffic (1b), ``8`` dribble)
+answers ``log <text>`` lines and one ``result <json>``; ``quit`` ends it.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ from collections import defaultdict
 from dataclasses import fields
 from typing import Any
 
+from .adaptive import dribble, healthy_traffic
 from .report import outcome
 from .scenarios import (
     BACKUP,
     FULL,
     HEALTHY,
+    HEALTHY_VARIED,
     PRIMARY,
     WARM,
+    WARM_TURNS,
     Cell,
     Lane,
     Table,
@@ -37,15 +40,17 @@ from .scenarios import (
 from .systems import BY_NAME, System, quiet
 
 S1, S2A, S2B = "1 healthy primary", "2 429 + Retry-After: 1st request", "2 ... next 10 while it cools down"
-S3, S4 = "3 primary hangs", "4 primary sends only keep-alives"
+S1B = "1b healthy traffic, varied TTFT: extra calls"
+S3, S4 = "3 primary hangs (after warm-up)", "4 primary sends only keep-alives (after warm-up)"
 S5 = {  # name: (failure, backup honours prefill)
     "5a error after text, backup continues": ("error_after_tokens", True),
     "5b error after text, backup restarts": ("error_after_tokens", False),
-    "5c stall after text, backup continues": ("stall_after_tokens", True),
-    "5d stall after text, backup restarts": ("stall_after_tokens", False),
+    "5c stall after text, backup continues (after warm-up)": ("stall_after_tokens", True),
+    "5d stall after text, backup restarts (after warm-up)": ("stall_after_tokens", False),
 }
 S6 = "6 primary recovers after Retry-After"
-ORDER = [S1, S2A, S2B, S3, S4, *S5, S6]
+S8 = "8 primary dribbles a word every 0.7 s (after warm-up)"
+ORDER = [S1, S1B, S2A, S2B, S3, S4, *S5, S6, S8]
 KEEPALIVES = {"keepalive_only": True, "keepalive_interval": 0.5}
 
 
@@ -78,10 +83,10 @@ async def run(lane: Lane, cls: type[System], keys: str, runs: int, cap: float, t
         await rate_limited(lane, cell(S2A), cell(S2B), cls, runs, cap)
         done(S2A, S2B)
     if "3" in keys:
-        await simple(lane, cell(S3), cls, {PRIMARY: {"hang": True}, BACKUP: HEALTHY}, runs, cap)
+        await simple(lane, cell(S3), cls, {PRIMARY: {"hang": True}, BACKUP: HEALTHY_VARIED}, runs, cap, WARM_TURNS)
         done(S3)
     if "4" in keys:
-        await simple(lane, cell(S4), cls, {PRIMARY: KEEPALIVES, BACKUP: HEALTHY}, runs, cap)
+        await simple(lane, cell(S4), cls, {PRIMARY: KEEPALIVES, BACKUP: HEALTHY_VARIED}, runs, cap, WARM_TURNS)
         done(S4)
     if "5" in keys:
         for name, (failure, continues) in S5.items():
@@ -92,6 +97,12 @@ async def run(lane: Lane, cls: type[System], keys: str, runs: int, cap: float, t
     if "6" in keys:
         await recovery(lane, cell(S6), cls, max(1, runs // 2), cap)
         done(S6)
+    if "h" in keys:
+        await healthy_traffic(lane, cell(S1B), cls, max(100, 25 * runs), cap)
+        done(S1B)
+    if "8" in keys:
+        await dribble(lane, cell(S8), cls, runs, cap)
+        done(S8)
     return {"limit": limit, "table": {name: {s: dump(c) for s, c in row.items()} for name, row in table.items()}}
 
 

@@ -1,8 +1,9 @@
 """Scenarios 1-6: one system against the scripted upstream, a fresh system per run.
 
 A run: start the system, warm it with one healthy request (a live agent has served turns before its
-primary fails), script the scenario, send the run's requests in order, then ask the upstream which
-calls each request caused. Scripts name the models ``primary`` and ``backup``; a :class:`Lane` maps
+primary fails) and, where deadlines learnt from history matter (3, 4, 5c, 5d, 8), with
+``WARM_TURNS`` healthy replies, script the scenario, send the run's requests in order, then ask the
+upstream which calls each request caused. Scripts name the models ``primary`` and ``backup``; a :class:`Lane` maps
 them to this process's own model names on the shared upstream.
 """
 
@@ -27,13 +28,19 @@ from .systems import Reply, System
 
 ROOT = Path(__file__).resolve().parent.parent
 PRIMARY, BACKUP = "primary", "backup"
-VOICE = {"ttft": 0.3, "tokens_per_second": 75.0}  # a realistic voice model: first token at 300 ms, 75 tokens/s
+VOICE = {"ttft": 0.3, "tokens_per_second": 75.0}  # a voice model at its median: first token at 300 ms, 75 tokens/s
+# A healthy model's first token varies naturally: log-normal with p50 300 ms, p95 600 ms, and 2% at 1.2 s.
+TTFT_DIST = {"p50": 0.3, "p95": 0.6, "slow_share": 0.02, "slow": 1.2}
+VARIED = {"ttft_dist": TTFT_DIST, "tokens_per_second": 75.0}
 SHORT = "Sunny and mild today, no rain."  # TTFT scenarios: short, so runs are quick
 FULL = ("Today will be mostly sunny with a light breeze from the west, a high of twenty two degrees, "
         "and a clear evening.")  # mid-stream scenarios
 CUT_AT = 8  # words the primary says before it fails (scenario 5)
-HEALTHY = {"text": SHORT, **VOICE}
+HEALTHY = {"text": SHORT, **VOICE}  # the physical limit and 1, 2, 6: a constant, so their tight ratios are not noise
+HEALTHY_VARIED = {"text": SHORT, **VARIED}  # 1b, and the backups of 3 and 4
 WARM = {"text": "Hi."}
+WARM_TURNS = 10  # healthy replies before a scenario whose deadlines follow history (the router needs 10 TTFTs)
+WARM_BATCH = 5  # sent this many at once, so warming up costs ~2 s a run
 RETRY_AFTER_LONG = 30  # scenario 2: the primary cools down for longer than the 11 requests take
 RETRY_AFTER_SHORT = 2  # scenario 6
 COOLING_REQUESTS = 10
@@ -110,13 +117,24 @@ Table = dict[str, dict[str, Cell]]
 
 
 async def session(lane: Lane, cls: type[System], scripts: dict[str, Any], count: int, cap: float,
-                  start_at: Callable[[int], float] | None = None) -> list[Request]:
-    """One run: a fresh, warmed-up system sends ``count`` requests; stops after a request that timed out."""
+                  start_at: Callable[[int], float] | None = None, warm_turns: int = 0,
+                  warmed: list[Reply] | None = None) -> list[Request]:
+    """One run: a fresh, warmed-up system sends ``count`` requests; stops after a request that timed out.
+
+    ``warm_turns``: healthy replies of FULL (varied TTFT) first, kept in ``warmed``."""
     system = cls()
     await lane.script({PRIMARY: WARM, BACKUP: WARM})
     await system.start(lane.base_url, lane.models)
     try:
         await system.reply(-1, cap)
+        if warm_turns:
+            healthy = {"text": FULL, **VARIED}
+            await lane.script({PRIMARY: healthy, BACKUP: healthy})
+            for start in range(0, warm_turns, WARM_BATCH):
+                size = min(WARM_BATCH, warm_turns - start)
+                batch = await asyncio.gather(*(system.reply(-1, cap) for _ in range(size)))
+                if warmed is not None:
+                    warmed.extend(batch)
         t0 = await lane.script(scripts)
         replies = []
         for i in range(count):
@@ -188,11 +206,12 @@ async def healthy_limit(lane: Lane, cls: type[System], runs: int, cap: float) ->
     return values
 
 
-async def simple(lane: Lane, cell: Cell, cls: type[System], scripts: dict[str, Any], runs: int, cap: float) -> None:
+async def simple(lane: Lane, cell: Cell, cls: type[System], scripts: dict[str, Any], runs: int, cap: float,
+                 warm_turns: int = 0) -> None:
     """Scenarios 1, 3, 4: one request per run."""
 
     async def one_run() -> None:
-        (request,) = await session(lane, cls, scripts, 1, cap)
+        (request,) = await session(lane, cls, scripts, 1, cap, warm_turns=warm_turns)
         record(cell, request)
 
     await repeat(runs, one_run, cell)
@@ -230,11 +249,12 @@ async def mid_stream(lane: Lane, cell: Cell, cls: type[System], failure: str, ba
         cell.failures, cell.requests = list(twin.failures), twin.requests
         cell.not_repeated = "as with the other backup: it never asked the backup, so it was not run again"
         return
-    primary = {"text": FULL, **VOICE, failure: CUT_AT}
-    backup = {"continue": FULL, **VOICE} if backup_continues else {"text": FULL, **VOICE}
+    primary = {"text": FULL, **VARIED, failure: CUT_AT}
+    backup = {"continue": FULL, **VARIED} if backup_continues else {"text": FULL, **VARIED}
+    warm_turns = WARM_TURNS if failure == "stall_after_tokens" else 0  # a stall deadline follows history
 
     async def one_run() -> None:
-        (request,) = await session(lane, cls, {PRIMARY: primary, BACKUP: backup}, 1, cap)
+        (request,) = await session(lane, cls, {PRIMARY: primary, BACKUP: backup}, 1, cap, warm_turns=warm_turns)
         reply = request.reply
         cell.requests += 1
         if any(role == BACKUP for role, _ in request.calls):

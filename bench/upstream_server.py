@@ -9,7 +9,10 @@ POST /_control/script    {model: spec}: forget the lane's scripts and records, t
                          spec: {Script fields} | [{..}, ..] (one per request, the last repeats) |
                          {"continue": FULL, ..} (honours prefill: continues FULL after the assistant's
                          partial reply) | {"phases": [{"for": seconds, ..}, .., {..}]} (changes with time,
-                         e.g. 429 until its Retry-After has passed, then healthy)
+                         e.g. 429 until its Retry-After has passed, then healthy); any spec may carry
+                         "ttft_dist": {"p50": s, "p95": s, "slow_share": f, "slow": s}: each request then
+                         draws its TTFT from a log-normal (p50, p95), or ``slow`` with probability
+                         ``slow_share`` (a healthy model's natural spread, seeded per model)
 GET  /_control/requests  the lane's calls: [[model, received_at (CLOCK_MONOTONIC), request tag], ..]
 
 The benchmark tags each request's user message with ``[r<n>]``, so every upstream call (retries,
@@ -22,8 +25,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
+import random
 import re
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -56,13 +62,50 @@ def phased(phases: list[dict[str, Any]]) -> Callable[[dict[str, Any]], Script]:
         phase = dict(phase)
         elapsed += float(phase.pop("for", float("inf")))
         ends.append(elapsed)
-        scripts.append(Script(**phase))
+        scripts.append(build(f"phase{len(scripts)}", phase))
 
     def script(body: dict[str, Any]) -> Script:
         now = time.monotonic() - started
-        return next((s for end, s in zip(ends, scripts, strict=True) if now < end), scripts[-1])
+        source = next((s for end, s in zip(ends, scripts, strict=True) if now < end), scripts[-1])
+        return source if isinstance(source, Script) else source(body)
 
     return script
+
+
+_scripted: dict[str, int] = {}
+
+
+def varied(model: str, dist: dict[str, float], make: Callable[[dict[str, Any], dict[str, Any]], Script]
+           ) -> Callable[[dict[str, Any]], Script]:
+    """Each request's TTFT drawn from ``dist``, then ``make(body, fields)``. Seeded per model and per time it is
+    scripted: a benchmark is reproducible, yet each run draws its own TTFTs."""
+    _scripted[model] = _scripted.get(model, 0) + 1
+    rng = random.Random(zlib.crc32(f"{model}#{_scripted[model]}".encode()))
+    mu, sigma = math.log(dist["p50"]), math.log(dist["p95"] / dist["p50"]) / 1.645
+
+    def script(body: dict[str, Any]) -> Script:
+        slow = rng.random() < dist.get("slow_share", 0.0)
+        return make(body, {"ttft": dist["slow"] if slow else rng.lognormvariate(mu, sigma)})
+
+    return script
+
+
+def build(model: str, spec: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    """The script source a control spec describes (see the module docstring)."""
+    if isinstance(spec, list):
+        return [Script(**s) for s in spec]
+    spec = dict(spec)
+    if "phases" in spec:
+        return phased(spec["phases"])
+    dist = spec.pop("ttft_dist", None)
+    full = spec.pop("continue", None)
+
+    def make(body: dict[str, Any], extra: dict[str, Any]) -> Script:
+        return continuing(full, **spec, **extra)(body) if full is not None else Script(**spec, **extra)
+
+    if dist is not None:
+        return varied(model, dist, make)
+    return (lambda body: make(body, {})) if full is not None else Script(**spec)
 
 
 def tag_of(body: dict[str, Any]) -> int | None:
@@ -88,15 +131,7 @@ class BenchUpstream(ScriptedUpstream):
     async def _control_script(self, request: web.Request) -> web.Response:
         self._forget(request.query["lane"])
         for model, spec in (await request.json()).items():
-            if isinstance(spec, list):
-                self.script(model, [Script(**s) for s in spec])
-            elif "continue" in spec:
-                spec = dict(spec)
-                self.script(model, continuing(spec.pop("continue"), **spec))
-            elif "phases" in spec:
-                self.script(model, phased(spec["phases"]))
-            else:
-                self.script(model, Script(**spec))
+            self.script(model, build(model, spec))
         return web.json_response({"ok": True})
 
     async def _control_requests(self, request: web.Request) -> web.Response:

@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     hedge_after: float = Field(
         default=defaults.HEDGE_AFTER, validation_alias=AliasChoices("OPENROUTER_HEDGE_AFTER", "hedge_after"),
     )
+    # A reply streaming fewer words/s than this over the window is too slow for speech (0 turns it off).
+    dribble_words_per_second: float = Field(
+        default=defaults.DRIBBLE_WORDS_PER_SECOND,
+        validation_alias=AliasChoices("OPENROUTER_DRIBBLE_WORDS_PER_SECOND", "dribble_words_per_second"),
+    )
+    dribble_window: float = Field(
+        default=defaults.DRIBBLE_WINDOW,
+        validation_alias=AliasChoices("OPENROUTER_DRIBBLE_WINDOW", "dribble_window"),
+    )
+    # Refresh OpenRouter's per-model endpoint statistics in the background; try failing models last.
+    predictive_ranking: bool = Field(
+        default=False, validation_alias=AliasChoices("OPENROUTER_PREDICTIVE_RANKING", "predictive_ranking"),
+    )
     debug: bool = Field(default=False, validation_alias=AliasChoices("OPENROUTER_DEBUG", "debug"))
     # Extra OpenAI-compatible endpoints as JSON: {"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}
     endpoints: dict[str, EndpointConfig] = Field(
@@ -163,6 +176,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is out of range: use seconds (e.g. 1.0), or 0 to turn hedging off")
         return value
 
+    @field_validator("dribble_words_per_second")
+    @classmethod
+    def _check_dribble_rate(cls, value: float) -> float:
+        if not 0 <= value <= 20:
+            raise ValueError(f"{value} is out of range: use words per second (e.g. 2.0), or 0 to turn the check off")
+        return value
+
+    @field_validator("dribble_window")
+    @classmethod
+    def _check_dribble_window(cls, value: float) -> float:
+        if not 0.5 <= value <= 30:
+            raise ValueError(f"{value} is out of range: use seconds between 0.5 and 30 (e.g. 2.0)")
+        return value
+
     @field_validator("openrouter_api_key", "deepgram_api_key", "cartesia_api_key", "livekit_api_secret")
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -214,6 +241,9 @@ _ENV_NAMES = {
     "stall_timeout": "OPENROUTER_STALL_TIMEOUT",
     "debug": "OPENROUTER_DEBUG",
     "hedge_after": "OPENROUTER_HEDGE_AFTER",
+    "dribble_words_per_second": "OPENROUTER_DRIBBLE_WORDS_PER_SECOND",
+    "dribble_window": "OPENROUTER_DRIBBLE_WINDOW",
+    "predictive_ranking": "OPENROUTER_PREDICTIVE_RANKING",
     "endpoints": "OPENROUTER_VOICE_ENDPOINTS",
     "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
     "weather_geocoding_url": "OPENROUTER_VOICE_GEOCODING_URL",
@@ -223,6 +253,10 @@ _FIXES = {
     "OPENROUTER_FIRST_TOKEN_TIMEOUT": "set it to seconds, e.g. OPENROUTER_FIRST_TOKEN_TIMEOUT=2.0",
     "OPENROUTER_STALL_TIMEOUT": "set it to seconds, e.g. OPENROUTER_STALL_TIMEOUT=1.5",
     "OPENROUTER_DEBUG": "use true or false",
+    "OPENROUTER_DRIBBLE_WORDS_PER_SECOND": (
+        "set it to words per second, e.g. OPENROUTER_DRIBBLE_WORDS_PER_SECOND=2.0, or 0 to turn the check off"),
+    "OPENROUTER_DRIBBLE_WINDOW": "set it to seconds, e.g. OPENROUTER_DRIBBLE_WINDOW=2.0",
+    "OPENROUTER_PREDICTIVE_RANKING": "use true or false",
     "OPENROUTER_HEDGE_AFTER": "set it to seconds, e.g. OPENROUTER_HEDGE_AFTER=1.0, or 0 to turn hedging off",
     "OPENROUTER_VOICE_ENDPOINTS": (
         'use JSON, e.g. OPENROUTER_VOICE_ENDPOINTS=\'{"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}\''

@@ -190,6 +190,9 @@ async def test_get_model_info_reports_primary_last_model_cooldowns_and_cost(make
     assert "The last answer came from b/backup, because a/primary: skipped (cooling down for" in info
     assert "a/primary for" in info and "more seconds" in info
     assert "This session has cost" in info
+    # The backup has answered: its recent time to first token is shown; the primary's is unknown.
+    assert "Time to first word lately: b/backup " in info and "at the 95th percentile over 3 replies" in info
+    assert "a/primary 0." not in info
 
 
 async def test_tool_arguments_garbage_is_handled(make_agent):

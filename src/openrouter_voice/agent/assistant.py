@@ -12,6 +12,7 @@ import logging
 from livekit.agents import Agent, function_tool
 
 from ..router.catalog import Catalog, CatalogUnavailableError
+from ..router.deadlines import ttft_percentiles
 from ..router.names import resolve_spoken_name, spoken_model_name
 from .llm import OpenRouterLLM
 from .tools.weather import WeatherClient, WeatherError
@@ -81,6 +82,14 @@ class Assistant(Agent):
                 f"{h.model} for {round(h.cooldown_remaining)} more seconds after {h.reason}" for h in cooling) + ".")
         else:
             parts.append("No model is cooling down.")
+        speeds = []
+        for target in llm_.router.models:
+            known = ttft_percentiles(llm_.router.health.latency(target.label))
+            if known is not None:
+                speeds.append(f"{target.label} {known[0]:.2f} seconds typically, {known[1]:.2f} at the 95th "
+                              f"percentile over {known[2]} replies")
+        if speeds:
+            parts.append("Time to first word lately: " + "; ".join(speeds) + ".")
         cost = llm_.stats.usage.cost
         parts.append(f"This session has cost {cost:.4f} dollars so far." if cost is not None
                      else "The cost so far is not known.")

@@ -24,6 +24,7 @@ from httpx2 import EventSource, ServerSentEvent, SSEError
 
 from ..redact import redact
 from .chunks import MAX_TEXT_CHARS, MAX_TOOL_ARGS_CHARS, AttemptDone, ChunkError, ChunkParser
+from .dribble import DribbleWatch, count_words
 from .errors import Action, ErrorInfo, classify
 from .types import Outcome, Target, Usage
 
@@ -41,6 +42,8 @@ class Deadlines:
     total: float  # whole attempt, a hard bound on any upstream call
     max_text_chars: int = MAX_TEXT_CHARS
     max_tool_args_chars: int = MAX_TOOL_ARGS_CHARS
+    dribble_words_per_second: float = 0.0  # text slower than this over dribble_window fails like a stall (0: off)
+    dribble_window: float = 2.0
 
 
 class AttemptFailed(Exception):
@@ -184,17 +187,23 @@ async def stream_attempt(
     body: dict[str, Any],
     headers: dict[str, str],
     deadlines: Deadlines,
+    gaps: list[float] | None = None,
 ) -> AsyncGenerator[str | AttemptDone, None]:
     """Send one streaming chat request; yield text deltas, then one :class:`AttemptDone`.
 
-    Raises :class:`AttemptFailed` on HTTP errors, in-stream error events, deadlines, broken or
-    truncated streams and invalid tool calls. Closing the generator closes the HTTP stream.
+    Raises :class:`AttemptFailed` on HTTP errors, in-stream error events, deadlines, a reply too
+    slow for speech (``deadlines.dribble_words_per_second``), broken or truncated streams and
+    invalid tool calls. Closing the generator closes the HTTP stream. ``gaps`` receives the seconds
+    between content chunks (the caller keeps them only if the attempt ends healthily).
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
     hard_stop = started + deadlines.total
     deadline = min(started + deadlines.first_token, hard_stop)
     ttft: float | None = None
+    last_content = 0.0
+    dribble = (DribbleWatch(deadlines.dribble_words_per_second, deadlines.dribble_window)
+               if deadlines.dribble_words_per_second > 0 else None)
     parser = ChunkParser(target.model, max_text_chars=deadlines.max_text_chars,
                          max_tool_args_chars=deadlines.max_tool_args_chars)
 
@@ -229,10 +238,20 @@ async def stream_attempt(
             if parsed.done:
                 await _drain(events)  # read to the end of the body so the connection goes back to the pool warm
                 break
-            if parsed.content and ttft is None:
-                ttft = loop.time() - started
+            dribbled = None
+            if parsed.content:
+                now = loop.time()
+                if ttft is None:
+                    ttft = now - started
+                elif gaps is not None:
+                    gaps.append(now - last_content)
+                last_content = now
+                if dribble is not None and parsed.text and dribble.feed(now, count_words(parsed.text)):
+                    dribbled = dribble.describe()
             if parsed.text:
                 yield parsed.text
+            if dribbled:  # after yielding: the words that came are kept, the next model continues after them
+                raise fail(Outcome.STALL, _failure(dribbled))
             if parsed.content or parser.finish_reason is not None:
                 deadline = min(loop.time() + deadlines.stall, hard_stop)
     finally:

@@ -1,8 +1,8 @@
 """The router's defaults, defined once: :class:`~.fallback.FallbackRouter`'s constructor and the
 settings (``config.py``) both take them from here.
 
->>> FIRST_TOKEN_TIMEOUT, STALL_TIMEOUT, HEDGE_AFTER
-(2.0, 1.5, 1.0)
+>>> FIRST_TOKEN_TIMEOUT, STALL_TIMEOUT, HEDGE_AFTER, DRIBBLE_WORDS_PER_SECOND, DRIBBLE_WINDOW
+(2.0, 1.5, 1.0, 2.0, 2.0)
 """
 
 OPENROUTER = "openrouter"
@@ -19,6 +19,11 @@ STALL_TIMEOUT = 1.5
 """Longest silence between content tokens once a reply streams."""
 HEDGE_AFTER = 1.0
 """Seconds without a first token after which the next model is asked too (None or 0: never)."""
+DRIBBLE_WORDS_PER_SECOND = 2.0
+"""A reply streaming fewer words per second than this (over ``DRIBBLE_WINDOW``) is too slow for speech
+(people speak about 2.5 words/s): the next model continues it. 0 turns the check off."""
+DRIBBLE_WINDOW = 2.0
+"""Seconds of streamed text over which the word rate is measured."""
 HEDGE_BUDGET = 0.1
 """At most this share of the requests in flight may hedge at once (at least one)."""
 TOTAL_TIMEOUT = 90.0

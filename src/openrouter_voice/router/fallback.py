@@ -9,11 +9,10 @@
 
 How it decides, per model, in chain order (see :func:`errors.classify`):
 
-* 401 -> the key is bad: nothing else on that endpoint is tried; :class:`AuthenticationError`
-  if no other endpoint answers.
-* 402 -> out of credits: only ``:free`` models on that endpoint are still tried.
-* 404 / retired -> excluded for an hour. 429 / 503 -> cooldown for Retry-After.
-  408, 5xx, connection errors, first-token timeouts, stalls, broken streams -> cooldown, next model.
+* 401 -> bad key: nothing else on that endpoint is tried (:class:`AuthenticationError` if nothing answers).
+* 402 -> out of credits: only ``:free`` models are still tried. 404 / retired -> excluded for an hour.
+* 429 / 503 -> cooldown for Retry-After. 408, 5xx, connection errors, first-token timeouts, stalls,
+  replies slower than speech, broken streams -> cooldown, next model.
 * 400 / 422 -> the request is wrong for every model: :class:`BadRequestError` at once.
 * Text already spoken when a model fails -> the next model continues it (prefill), repeats dropped.
 
@@ -38,7 +37,9 @@ from . import defaults
 from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .health import HealthTracker
+from .ranking import UptimeRanking
 from .request import headers_for
+from .stragglers import Stragglers
 from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolSpec
 
@@ -104,7 +105,12 @@ class FallbackRouter:
             tried may pause up to ``final_first_token_timeout`` (a slow local model on a busy CPU
             is better than an apology in mid-sentence).
         hedge_after: if the model has no first token after this many seconds, also ask the next
-            model and keep whichever speaks first (the slower one is cancelled). None or 0 disables it.
+            model and keep whichever speaks first; None or 0: never. A model with history is hedged
+            at its own p95 TTFT, and its stall deadline follows its rhythm (:mod:`.deadlines`).
+        dribble_words_per_second, dribble_window: a reply slower than this (words/s over the window)
+            is too slow for speech; the next model continues it (not for the last model). 0: off.
+        predictive_ranking: refresh OpenRouter's endpoint statistics in the background and try a model
+            whose providers are failing right now after the others (:mod:`.ranking`).
         hedge_budget: at most this share of the requests in flight may hedge at once (at least one),
             so a slow, overloaded upstream is not sent twice the traffic.
         total_timeout: hard bound on any one upstream call.
@@ -132,6 +138,9 @@ class FallbackRouter:
         final_first_token_timeout: float = defaults.FINAL_FIRST_TOKEN_TIMEOUT,
         hedge_after: float | None = defaults.HEDGE_AFTER,
         hedge_budget: float = defaults.HEDGE_BUDGET,
+        dribble_words_per_second: float = defaults.DRIBBLE_WORDS_PER_SECOND,
+        dribble_window: float = defaults.DRIBBLE_WINDOW,
+        predictive_ranking: bool = False,
         total_timeout: float = defaults.TOTAL_TIMEOUT,
         app_name: str | None = defaults.APP_NAME,
         app_url: str | None = None,
@@ -156,6 +165,11 @@ class FallbackRouter:
                             ("stall_timeout", self.stall_timeout), ("total_timeout", self.total_timeout)):
             if not value > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+        if dribble_words_per_second < 0 or not dribble_window > 0:
+            raise ConfigurationError("dribble_words_per_second must be >= 0 (0: off) and dribble_window > 0 seconds, "
+                                     f"got {dribble_words_per_second!r} and {dribble_window!r}")
+        self.dribble_words_per_second = float(dribble_words_per_second)
+        self.dribble_window = float(dribble_window)
         self._hedges = HedgeBudget(hedge_budget)
         # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
         self.max_reply_chars = max_reply_chars
@@ -168,6 +182,8 @@ class FallbackRouter:
             self._endpoints[name] = (url.rstrip("/"), key)
         self.endpoint_options = {name: dict(opts) for name, opts in (endpoint_options or {}).items()}
         self.health = health or HealthTracker()
+        self._stragglers = Stragglers(self.health)
+        self.ranking = UptimeRanking() if predictive_ranking else None
         self.extra_body = dict(extra_body or {})
         self._owns_client = http_client is None
         self._client = http_client or _http_client(max_connections)
@@ -196,6 +212,8 @@ class FallbackRouter:
             "api_key": settings.api_key, "base_url": settings.openrouter_base_url,
             "first_token_timeout": settings.first_token_timeout, "stall_timeout": settings.stall_timeout,
             "hedge_after": settings.hedge_after, "app_name": settings.openrouter_app_name,
+            "dribble_words_per_second": settings.dribble_words_per_second,
+            "dribble_window": settings.dribble_window, "predictive_ranking": settings.predictive_ranking,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
         options.update(overrides)
@@ -210,10 +228,8 @@ class FallbackRouter:
 
     def add_endpoint(self, name: str, base_url: str, api_key: str | None = None,
                      options: dict[str, Any] | None = None) -> None:
-        """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to.
-
-        ``options`` are request fields sent only to this endpoint (they override the turn's own).
-        """
+        """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to; ``options`` are request
+        fields sent only to this endpoint (they override the turn's own)."""
         register_secret(api_key)
         self._endpoints[name] = (base_url.rstrip("/"), api_key)
         if options:
@@ -285,6 +301,9 @@ class FallbackRouter:
         whose upstream said when to come back (Retry-After), as asking again before then is refused.
         """
         available = [t for t in self._models if self.health.is_available(t.label)]
+        if self.ranking is not None:  # refreshed in the background: this turn uses only what is known
+            self.ranking.start(self._client, self._models)
+            available = self.ranking.order(available)
         cooling = [t for t in self._models if t not in available and not self.health.told_to_wait(t.label)
                    and self.health.cooldown_remaining(t.label) < self.health.exclude_cooldown / 2]
         cooling.sort(key=lambda t: self.health.cooldown_remaining(t.label))
@@ -373,9 +392,11 @@ class FallbackRouter:
     def _policy(self) -> TurnPolicy:
         limits = Limits(first_token=self.first_token_timeout, final_first_token=self.final_first_token_timeout,
                         stall=self.stall_timeout, total=self.total_timeout, hedge_after=self.hedge_after,
-                        max_reply_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars)
+                        max_reply_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars,
+                        dribble_words_per_second=self.dribble_words_per_second, dribble_window=self.dribble_window)
         return TurnPolicy(
-            client=self._client, health=self.health, hedges=self._hedges, limits=limits, chain=self.models,
+            client=self._client, health=self.health, hedges=self._hedges, limits=limits,
+            stragglers=self._stragglers, chain=self.models,
             headers=lambda target: headers_for(target, app_name=self.app_name, app_url=self.app_url),
             supports_tools=self.supports_tools, mark_tool_less=self._mark_tool_less,
             options=lambda endpoint: self.endpoint_options.get(endpoint, {}), report_bad_key=self._report_bad_key)
@@ -399,11 +420,9 @@ class FallbackRouter:
                          "OPENROUTER_VOICE_ENDPOINTS", endpoint, status or "auth error")
 
     async def warmup(self) -> None:
-        """Open pooled connections to every endpoint in the chain before the first turn.
-
-        A cold TLS handshake costs ~100-300 ms of the first reply; a tiny unbilled request
-        (``GET /key`` on OpenRouter, ``GET /models`` elsewhere) leaves a warm connection behind.
-        Failures are ignored: warming up is an optimisation, not a check.
+        """Open pooled connections to every endpoint in the chain before the first turn: a cold TLS
+        handshake costs ~100-300 ms of the first reply; a tiny unbilled request (``GET /key`` on OpenRouter,
+        ``GET /models`` elsewhere) leaves a warm connection. Failures are ignored (an optimisation, not a check).
 
         >>> await router.warmup()  # doctest: +SKIP
         """
@@ -422,7 +441,10 @@ class FallbackRouter:
                 logger.debug("warm-up of %s failed: %s", target.endpoint, type(exc).__name__)
 
     async def aclose(self) -> None:
-        """Close pooled connections (only if the router created its HTTP client)."""
+        """Stop watching hedge losers; close pooled connections (only if the router created its HTTP client)."""
+        await self._stragglers.aclose()
+        if self.ranking is not None:
+            await self.ranking.aclose()
         if self._owns_client:
             await self._client.aclose()
 

@@ -25,6 +25,7 @@ import httpx2
 from .attempt import AttemptFailed, Deadlines, stream_attempt
 from .chunks import AttemptDone
 from .continuation import RepeatGuard
+from .deadlines import hedge_delay, stall_deadline
 from .errors import (
     Action,
     AllModelsFailedError,
@@ -35,7 +36,9 @@ from .errors import (
     RouterError,
 )
 from .health import HealthTracker
+from .latency import ModelLatency
 from .request import request_body
+from .stragglers import Stragglers
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, Usage
 
 logger = logging.getLogger("openrouter_voice.router")
@@ -52,14 +55,22 @@ class Limits:
     hedge_after: float | None
     max_reply_chars: int
     max_tool_args_chars: int
+    dribble_words_per_second: float = 0.0
+    dribble_window: float = 2.0
 
-    def deadlines(self, *, last: bool) -> Deadlines:
-        """The last model a turn can try may take longer to start and pause longer: cutting it off
-        could only end in silence."""
-        first = self.final_first_token if last else self.first_token
-        stall = max(self.stall, self.final_first_token) if last else self.stall
-        return Deadlines(first_token=first, stall=stall, total=self.total,
-                         max_text_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars)
+    def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, str]:
+        """One attempt's deadlines and why the stall deadline has its value. The stall follows the
+        model's own rhythm (:func:`.deadlines.stall_deadline`). The last model a turn can try may take
+        longer to start, pause longer and dribble: cutting it off could only end in silence."""
+        if last:
+            first, stall, why = self.final_first_token, max(self.stall, self.final_first_token), "last model"
+        else:
+            chosen = stall_deadline(latency, self.stall)
+            first, stall, why = self.first_token, chosen.seconds, chosen.why
+        return Deadlines(first_token=first, stall=stall, total=self.total, max_text_chars=self.max_reply_chars,
+                         max_tool_args_chars=self.max_tool_args_chars,
+                         dribble_words_per_second=0.0 if last else self.dribble_words_per_second,
+                         dribble_window=self.dribble_window), why
 
 
 class HedgeBudget:
@@ -84,6 +95,7 @@ class TurnPolicy:
     health: HealthTracker
     hedges: HedgeBudget
     limits: Limits
+    stragglers: Stragglers
     chain: Sequence[Target]
     headers: Callable[[Target], dict[str, str]]
     supports_tools: Callable[[Target], bool]
@@ -143,6 +155,8 @@ class _Live:
     sent_at: float  # loop time, for deadlines
     index: int
     sent: float  # the health tracker's clock, for its verdicts
+    hedge_after: float | None  # this model's own hedge delay (None: no hedging)
+    gaps: list[float]  # seconds between its content chunks, kept only if it ends healthily
 
 
 _ENDED_EARLY = ErrorInfo(None, "stream ended without a reply", Action.COOLDOWN)
@@ -226,8 +240,10 @@ class TurnRunner:
         if done.usage:
             turn.usage = turn.usage + done.usage
         self.health.record_success(live.target.label, sent=live.sent)
+        latency = self.health.latency(live.target.label)
         if done.ttft is not None:
-            self.health.latency(live.target.label).ttft.add(done.ttft)
+            latency.ttft.add(done.ttft)
+        latency.gap.extend(live.gaps)  # one call per reply, not per chunk
         _log_attempt(attempt, live.index)
         logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
                      done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
@@ -247,7 +263,9 @@ class TurnRunner:
     def _launch(self, target: Target, index: int, *, last: bool) -> _Live:
         """Send the request for ``target`` (the stream opens on first iteration)."""
         policy, turn = self.policy, self.turn
-        deadlines = policy.limits.deadlines(last=last)
+        latency = self.health.latency(target.label)
+        deadlines, stall_why = policy.limits.deadlines(latency, last=last)
+        hedge = None if last else hedge_delay(latency, policy.limits.hedge_after)
         partial = "".join(turn.emitted)
         body = request_body(target, turn.messages, turn.body, partial=partial,
                             with_tools=policy.supports_tools(target), options=policy.options(target.endpoint))
@@ -257,20 +275,22 @@ class TurnRunner:
         self.health.begin(target.label)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("sending %s to %s: %d messages, %d tools, %d body bytes%s; first token within %.2fs, "
-                         "stall after %.2fs, circuit %s", target.label, target.base_url, len(body["messages"]),
-                         len(body.get("tools") or ()), len(json.dumps(body)),
+                         "hedge after %s, stall after %.2fs (%s), circuit %s", target.label, target.base_url,
+                         len(body["messages"]), len(body.get("tools") or ()), len(json.dumps(body)),
                          f", continuing after {len(partial)} chars" if partial else "", deadlines.first_token,
-                         deadlines.stall, self.health.state(target.label).value)
-        events = stream_attempt(policy.client, target, body, policy.headers(target), deadlines)
+                         f"{hedge.seconds:.2f}s ({hedge.why})" if hedge else "never", deadlines.stall, stall_why,
+                         self.health.state(target.label).value)
+        gaps: list[float] = []
+        events = stream_attempt(policy.client, target, body, policy.headers(target), deadlines, gaps)
         return _Live(target, attempt, events, RepeatGuard(partial) if partial else None,
-                     asyncio.get_running_loop().time(), index, sent)
+                     asyncio.get_running_loop().time(), index, sent, hedge.seconds if hedge else None, gaps)
 
     async def _first_event(self, live: _Live) -> tuple[_Live, str | AttemptDone] | None:
-        """Wait for ``live``'s first event; past ``hedge_after`` also race the next viable model.
+        """Wait for ``live``'s first event; past its own hedge delay also race the next viable model.
 
         Returns the winner and its first event, or None when every racer failed (failures recorded).
         """
-        hedge_after = self.policy.limits.hedge_after
+        hedge_after = live.hedge_after
         racers: dict[asyncio.Task[str | AttemptDone], _Live] = {asyncio.ensure_future(anext(live.events)): live}
         hedged = hedge_after is None
         hedges = 0
@@ -318,25 +338,29 @@ class TurnRunner:
         index, target = queue.popleft()
         hedge = self._launch(target, index, last=self._is_last())
         logger.info("hedging: %s has no first token after %.2fs, also asking %s",
-                    slow.target.label, self.policy.limits.hedge_after, target.label)
+                    slow.target.label, slow.hedge_after or 0.0, target.label)
         return hedge
 
     async def _cancel(self, racers: dict[asyncio.Task[str | AttemptDone], _Live], *, lost_to: _Live | None) -> None:
-        """Stop racing attempts and close their HTTP streams."""
-        for task in racers:
-            task.cancel()
-        await asyncio.gather(*racers, return_exceptions=True)
+        """Take attempts out of the race. Losers of a race are not failures: they are watched in the
+        background until their first token or first-token deadline (:mod:`.stragglers`); when the
+        turn itself is cancelled, they are closed at once."""
         loop = asyncio.get_running_loop()
-        for live in racers.values():
-            await live.events.aclose()
+        if lost_to is None:
+            for task in racers:
+                task.cancel()
+            await asyncio.gather(*racers, return_exceptions=True)
+        for task, live in racers.items():
             live.attempt.outcome = Outcome.CANCELLED
             live.attempt.latency = loop.time() - live.sent_at
-            if lost_to is not None and live.sent_at < lost_to.sent_at:
-                # It had a head start and still had no first token: treat it as slow for a while.
-                live.attempt.error = f"no first token after {live.attempt.latency:.2f}s; hedged request won"
-                self.health.record_failure(live.target.label, reason=live.attempt.error)
-            else:
+            if lost_to is None:
+                await live.events.aclose()
                 self.health.end_trial(live.target.label)
+            else:
+                what = "no first token" if live.sent_at < lost_to.sent_at else "slower"
+                live.attempt.error = f"{what} after {live.attempt.latency:.2f}s; hedged request won"
+                self.policy.stragglers.watch(live.target, task, live.events, live.sent_at,
+                                             limit=self.policy.limits.first_token, apply=self._apply)
             _log_attempt(live.attempt, live.index)
         racers.clear()
 
@@ -392,7 +416,9 @@ class TurnRunner:
         for target in self.policy.chain:
             if target == served:
                 break
-            if target not in tried:
+            if target not in tried and self.health.is_available(target.label):  # ordered later for this turn
+                self.turn.attempts.append(Attempt(target, Outcome.SKIPPED, error=f"ranked behind {served.label}"))
+            elif target not in tried:
                 remaining = self.health.cooldown_remaining(target.label)
                 self.turn.attempts.append(Attempt(target, Outcome.SKIPPED, error=(
                     f"cooling down for {remaining:.0f}s after {self.health.reason(target.label) or 'a failure'}")))

@@ -41,8 +41,10 @@ class Script:
     ``status`` (HTTP error, with ``retry_after`` and ``error_body``), ``hang`` (accept and never
     answer), ``keepalive_only`` (send keep-alive comments forever), ``error_after_tokens`` (in-stream
     error event with ``error_code``), ``stall_after_tokens`` (stop sending, keep the connection open),
-    ``drop_after_tokens`` (close the connection abruptly). ``raw_events`` sends exactly those SSE data
-    payloads (for malformed-input tests). ``tool_calls`` are (name, arguments) pairs streamed in pieces.
+    ``drop_after_tokens`` (close the connection abruptly), ``dribble_after_tokens`` (from then on one
+    token every ``dribble_interval`` seconds: alive, but slower than speech). ``raw_events`` sends
+    exactly those SSE data payloads (for malformed-input tests). ``tool_calls`` are (name, arguments)
+    pairs streamed in pieces.
     """
 
     text: str = "Hello! How can I help you today?"
@@ -60,6 +62,8 @@ class Script:
     error_after_tokens: int | None = None
     stall_after_tokens: int | None = None
     drop_after_tokens: int | None = None
+    dribble_after_tokens: int | None = None
+    dribble_interval: float = 0.7
     tool_calls: Sequence[tuple[str, dict[str, Any] | str]] = ()
     usage: dict[str, Any] | None = None
     served_model: str | None = None
@@ -135,6 +139,9 @@ class ScriptedUpstream:
                                          "usage": 0.0, "is_free_tier": False}
         self.requests: list[RecordedRequest] = []
         self.catalog_requests = 0
+        # /api/v1/models/{author}/{slug}/endpoints: model id -> its providers' figures (e.g. uptime_last_5m)
+        self.endpoint_stats: dict[str, list[dict[str, Any]]] = {}
+        self.endpoint_requests: list[str] = []
         self.open_streams = 0
         self._scripts: dict[str, ScriptSource] = {}
         self._counters: dict[str, int] = {}
@@ -187,6 +194,7 @@ class ScriptedUpstream:
         app.router.add_post("/api/v1/chat/completions", self._chat)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/api/v1/models", self._models)
+        app.router.add_get("/api/v1/models/{author}/{slug}/endpoints", self._endpoints)
         app.router.add_get("/api/v1/key", self._key)
         return app
 
@@ -273,6 +281,13 @@ class ScriptedUpstream:
         if wanted:
             models = [m for m in models if wanted in (m.get("supported_parameters") or [])]
         return web.json_response({"data": models})
+
+    async def _endpoints(self, request: web.Request) -> web.Response:
+        model = f"{request.match_info['author']}/{request.match_info['slug']}"
+        self.endpoint_requests.append(model)
+        if model not in self.endpoint_stats:
+            return web.json_response({"error": {"code": 404, "message": "Model not found"}}, status=404)
+        return web.json_response({"data": {"id": model, "name": model, "endpoints": self.endpoint_stats[model]}})
 
     async def _key(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -398,6 +413,8 @@ class ScriptedUpstream:
             if script.drop_after_tokens is not None and index >= script.drop_after_tokens:
                 self._drop(request)
                 return
+            if script.dribble_after_tokens is not None and index >= script.dribble_after_tokens:
+                interval = script.dribble_interval
             if index and interval:
                 await asyncio.sleep(interval)
             await response.write(chunk({"content": token}))

@@ -1,0 +1,115 @@
+"""Per-attempt deadlines learnt from what each model actually does (pure: no I/O, no clock).
+
+A fixed ``hedge_after`` or ``stall_timeout`` must fit the slowest healthy model, so for a fast
+model it waits far longer than its own behaviour justifies. Here each deadline follows the model's
+recent healthy latency (:class:`~.latency.ModelLatency`), within bounds:
+
+* **hedge delay** = p95 of its time to first token + ``HEDGE_MARGIN``, clamped to
+  [``HEDGE_FLOOR``, configured ``hedge_after``]. Hedging at the p95 costs about 5% extra requests
+  ("The Tail at Scale", Dean & Barroso 2013); the configured value stays the ceiling.
+* **stall deadline** = ``STALL_FACTOR`` x p99 of its gaps between content chunks, clamped to
+  [``STALL_FLOOR``, configured ``stall_timeout``].
+
+With too little history (``MIN_TTFT_SAMPLES``, ``MIN_GAP_SAMPLES``) the configured value is used.
+Each choice carries a short ``why`` for the debug log.
+
+>>> from openrouter_voice.router.latency import ModelLatency
+>>> latency = ModelLatency()
+>>> hedge_delay(latency, 1.0).why
+'configured (0 of 10 TTFT samples)'
+>>> latency.ttft.extend([0.30] * 19 + [0.50])
+>>> choice = hedge_delay(latency, 1.0)
+>>> round(choice.seconds, 2), choice.why
+(0.4, 'p95 TTFT 0.300s + 0.1s margin')
+>>> latency.gap.extend([0.013] * 60)
+>>> stall_deadline(latency, 1.5).seconds, stall_deadline(latency, 1.5).why
+(0.3, 'floor (4 x p99 gap 0.013s = 0.052s)')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .latency import ModelLatency
+
+MIN_TTFT_SAMPLES = 10
+"""TTFT samples needed before the hedge follows the model (fewer: the configured ``hedge_after``).
+With 10 to 19 samples the nearest-rank p95 is the largest or close to it: cautious."""
+HEDGE_QUANTILE = 0.95
+HEDGE_MARGIN = 0.1
+"""Seconds added to the p95 TTFT: a first token just past the p95 is not worth a second request."""
+HEDGE_FLOOR = 0.3
+"""Never hedge sooner than this, whatever the history says (a burst of very fast replies must not
+make the next ordinary one look late)."""
+
+MIN_GAP_SAMPLES = 50
+"""Healthy inter-chunk gaps needed before the stall deadline follows the model's rhythm."""
+STALL_QUANTILE = 0.99
+STALL_FACTOR = 4.0
+"""A silence this many times the model's p99 gap is a stall, not its rhythm."""
+STALL_FLOOR = 0.3
+"""Never call a stall sooner than this: TTS has buffered a few words, and scheduling jitter on a
+busy host reaches tens of milliseconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A deadline in seconds and why it has that value (for the debug log)."""
+
+    seconds: float
+    why: str
+
+
+def hedge_delay(latency: ModelLatency, configured: float | None) -> Choice | None:
+    """How long to wait for this model's first token before also asking the next one.
+
+    None when hedging is off (``configured`` None or 0).
+
+    >>> hedge_delay(ModelLatency(), None) is None
+    True
+    """
+    if not configured:
+        return None
+    p95 = latency.ttft.quantile(HEDGE_QUANTILE, min_samples=MIN_TTFT_SAMPLES)
+    if p95 is None:
+        return Choice(configured, f"configured ({len(latency.ttft)} of {MIN_TTFT_SAMPLES} TTFT samples)")
+    wanted = p95 + HEDGE_MARGIN
+    basis = f"p95 TTFT {p95:.3f}s + {HEDGE_MARGIN:g}s margin"
+    if wanted >= configured:
+        return Choice(configured, f"configured ceiling ({basis} = {wanted:.3f}s)")
+    if wanted <= HEDGE_FLOOR:
+        return Choice(min(HEDGE_FLOOR, configured), f"floor ({basis} = {wanted:.3f}s)")
+    return Choice(wanted, basis)
+
+
+def stall_deadline(latency: ModelLatency, configured: float) -> Choice:
+    """The longest silence between content chunks, once text flows, before the reply counts as stalled.
+
+    >>> stall_deadline(ModelLatency(), 1.5)
+    Choice(seconds=1.5, why='configured (0 of 50 gap samples)')
+    """
+    p99 = latency.gap.quantile(STALL_QUANTILE, min_samples=MIN_GAP_SAMPLES)
+    if p99 is None:
+        return Choice(configured, f"configured ({len(latency.gap)} of {MIN_GAP_SAMPLES} gap samples)")
+    wanted = STALL_FACTOR * p99
+    basis = f"{STALL_FACTOR:g} x p99 gap {p99:.3f}s"
+    if wanted >= configured:
+        return Choice(configured, f"configured ceiling ({basis} = {wanted:.3f}s)")
+    if wanted <= STALL_FLOOR:
+        return Choice(min(STALL_FLOOR, configured), f"floor ({basis} = {wanted:.3f}s)")
+    return Choice(wanted, basis)
+
+
+def ttft_percentiles(latency: ModelLatency) -> tuple[float, float, int] | None:
+    """A model's recent time to first token for status displays: (p50, p95, samples), None without any.
+
+    >>> latency = ModelLatency()
+    >>> latency.ttft.extend([0.3, 0.32, 0.6])
+    >>> ttft_percentiles(latency)
+    (0.32, 0.6, 3)
+    """
+    p50 = latency.ttft.quantile(0.5)
+    p95 = latency.ttft.quantile(HEDGE_QUANTILE)
+    if p50 is None or p95 is None:
+        return None
+    return p50, p95, len(latency.ttft)

@@ -1,0 +1,86 @@
+"""Hedge losers, watched in the background until their late first token or their deadline.
+
+A model hedged past is not broken for losing a race: it may simply have drawn a slow reply from
+its own healthy tail. Cooling it down would bench a healthy primary after every twentieth turn at
+a p95 hedge, and dropping its time would teach the latency sketch that it is never slow (the
+hedge delay would then creep down). So the loser's request stays open, off the turn's path,
+until its first token (its real TTFT feeds the sketch, then the stream is closed) or until its
+first-token deadline (a real fault: the decision is applied, opening its circuit, as if it had
+been the only request).
+
+>>> stragglers = Stragglers(health)  # doctest: +SKIP
+>>> stragglers.watch(target, first_event, events, sent_at, limit=2.0, apply=decide)  # doctest: +SKIP
+>>> await stragglers.aclose()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from .attempt import AttemptFailed
+from .chunks import AttemptDone
+from .errors import Action, ErrorInfo
+from .health import HealthTracker
+from .types import Target
+
+logger = logging.getLogger("openrouter_voice.router")
+
+
+class Stragglers:
+    """The router's hedge losers still waiting for a first token (closed with the router)."""
+
+    def __init__(self, health: HealthTracker) -> None:
+        self.health = health
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def watch(self, target: Target, first: asyncio.Future[Any], events: AsyncGenerator[str | AttemptDone, None],
+              sent_at: float, *, limit: float, apply: Callable[[Target, ErrorInfo], None]) -> None:
+        """Keep waiting for ``first`` (the loser's pending first event) until ``limit`` seconds after
+        ``sent_at`` (loop time); then record what it says about the model and close ``events``."""
+        task = asyncio.ensure_future(self._watch(target, first, events, sent_at, limit, apply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, target: Target, first: asyncio.Future[Any], events: AsyncGenerator[str | AttemptDone, None],
+                     sent_at: float, limit: float, apply: Callable[[Target, ErrorInfo], None]) -> None:
+        loop = asyncio.get_running_loop()
+        label = target.label
+        try:
+            try:
+                async with asyncio.timeout_at(sent_at + limit):
+                    event = await asyncio.shield(first)
+            except TimeoutError:
+                apply(target, ErrorInfo(None, f"no first token within {limit:g}s (hedged past)", Action.COOLDOWN))
+                return
+            except AttemptFailed as failure:
+                apply(target, failure.info)
+                return
+            except Exception as exc:  # ended without a token (StopAsyncIteration, ...): no verdict on the model
+                logger.debug("hedged-past %s ended without a first token (%s)", label, type(exc).__name__)
+                return
+            ttft = event.ttft if isinstance(event, AttemptDone) else loop.time() - sent_at
+            if ttft is not None:
+                self.health.latency(label).ttft.add(ttft)
+            logger.debug("hedged-past %s spoke after all: first token at %.3fs (kept as a TTFT sample)", label,
+                         ttft or 0.0)
+        finally:
+            if not first.done():
+                first.cancel()
+            with contextlib.suppress(BaseException):
+                await first
+            self.health.end_trial(label)
+            await events.aclose()
+
+    async def aclose(self) -> None:
+        """Stop watching (close every loser's stream) without a verdict."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
