@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
-from openrouter_voice.router import HealthTracker
+import pytest
+
+from openrouter_voice.router import AllModelsFailedError, HealthTracker
 from openrouter_voice.router.latency import LatencyRing
 from openrouter_voice.testing import Script
 from tests.conftest import USER
@@ -61,3 +64,51 @@ def test_latency_ring_keeps_the_most_recent_samples_and_ignores_garbage():
     assert ring.quantile(0.5) == 3.0
     assert LatencyRing(size=8).quantile(0.95) is None
     assert ring.quantile(0.95, min_samples=5) is None
+
+
+async def test_when_every_model_was_told_to_wait_briefly_the_turn_waits_instead_of_failing(upstream, make_router):
+    upstream.script("a/x", [Script(status=429, retry_after=0.3), Script(text="After the wait.")])
+    upstream.script("b/y", [Script(status=503, retry_after=0.4), Script(text="Backup.")])
+    router = make_router(["a/x", "b/y"])
+    with pytest.raises(AllModelsFailedError):
+        await router.complete(USER)  # both answer "wait"
+    started = time.monotonic()
+    reply = await router.complete(USER)
+    waited = time.monotonic() - started
+    assert reply.text == "After the wait." and 0.2 < waited < 0.9  # waited for a/x's 0.3 s, no earlier request
+    assert len(upstream.requests_for("a/x")) == 2 and len(upstream.requests_for("b/y")) == 1
+
+
+async def test_a_long_retry_after_everywhere_still_fails_at_once(upstream, make_router):
+    upstream.script("a/x", Script(status=429, retry_after=30))
+    router = make_router(["a/x"])
+    with pytest.raises(AllModelsFailedError):
+        await router.complete(USER)
+    started = time.monotonic()
+    with pytest.raises(AllModelsFailedError):
+        await router.complete(USER)
+    assert time.monotonic() - started < 0.1 and len(upstream.requests_for("a/x")) == 1
+
+
+def test_a_short_retry_after_does_not_inherit_a_longer_backoff():
+    now = [1000.0]
+    health = HealthTracker(base_cooldown=5, clock=lambda: now[0])
+    health.record_failure("m", reason="500")  # our estimate: 5 s
+    health.record_failure("m", reason="429", retry_after=0.2)  # the upstream's word: 0.2 s
+    assert health.told_to_wait("m") and health.wait_remaining("m") == pytest.approx(0.2)
+    now[0] += 0.3
+    assert not health.told_to_wait("m")  # it may be asked again (after healthy models)...
+    assert health.cooldown_remaining("m") > 4  # ...though our own backoff still runs
+
+
+async def test_a_model_whose_retry_after_ends_during_the_turn_is_tried_before_apologising(upstream, make_router):
+    upstream.script("a/x", [Script(status=500), Script(status=429, retry_after=0.3), Script(text="Back again.")])
+    upstream.script("b/y", Script(status=500))
+    router = make_router(["a/x", "b/y"])
+    with pytest.raises(AllModelsFailedError):
+        await router.complete(USER)  # a/x: 500 (backoff 5 s), b/y: 500
+    router.health.reset("a/x")
+    with pytest.raises(AllModelsFailedError):
+        await router.complete(USER)  # a/x: 429 Retry-After 0.3 s, b/y cooling: tried, 500 again
+    reply = await router.complete(USER)  # b/y fails again; a/x's 0.3 s end within the turn: it answers
+    assert reply.text == "Back again."

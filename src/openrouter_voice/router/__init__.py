@@ -13,8 +13,9 @@ from .errors import (
     InsufficientCreditsError,
     RouterError,
 )
-from .fallback import FallbackRouter, RouterStream
+from .fallback import FallbackRouter
 from .health import CircuitState, HealthSnapshot, HealthTracker
+from .stream import RouterStream
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolCall, ToolSpec, Usage
 
 __all__ = [

@@ -31,3 +31,6 @@ TOTAL_TIMEOUT = 90.0
 MAX_CONNECTIONS = 1000
 MAX_REPLY_CHARS = 200_000
 MAX_TOOL_ARGS_CHARS = 100_000
+RETRY_AFTER_WAIT = 1.0
+"""When every model was told to wait (Retry-After), a turn waits up to this long for the soonest one
+rather than failing at once."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -37,11 +37,13 @@ from . import defaults
 from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .health import HealthTracker
+from .plan import left_out, order, tools_first
 from .ranking import UptimeRanking
 from .request import headers_for
 from .stragglers import Stragglers
+from .stream import RouterStream
 from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
-from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolSpec
+from .types import Attempt, Completion, Message, StreamChunk, Target, ToolSpec
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -56,36 +58,6 @@ def _http_client(max_connections: int) -> httpx2.AsyncClient:
     # Deadlines are enforced by the router per attempt; these are only backstops.
     timeout = httpx2.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
     return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
-
-
-class RouterStream:
-    """A streamed reply: iterate for :class:`StreamChunk`; ``result`` once finished; ``aclose`` to stop.
-
-    Stopping early (``aclose``, ``break`` inside ``async with``, or cancellation) closes the upstream
-    HTTP stream at once, which for most providers stops generation and billing.
-    """
-
-    _generator: AsyncGenerator[StreamChunk, None]
-
-    def __init__(self, attempts: list[Attempt]) -> None:
-        self.attempts = attempts
-        self.result: Completion | None = None
-
-    def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        return self
-
-    async def __anext__(self) -> StreamChunk:
-        return await self._generator.__anext__()
-
-    async def aclose(self) -> None:
-        await self._generator.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
 
 
 class FallbackRouter:
@@ -294,25 +266,13 @@ class FallbackRouter:
         return self._tool_support.get(target.label, True)
 
     def _plan(self, needs_tools: bool = False) -> list[Target]:
-        """Chain order for one request: available models first, in priority order.
-
-        Models that are cooling down go last, soonest-recovering first: when everything is down
-        it is better to try than to stay silent. Left out: models excluded for long (404), and those
-        whose upstream said when to come back (Retry-After), as asking again before then is refused.
-        """
-        available = [t for t in self._models if self.health.is_available(t.label)]
+        """Chain order for one request (see :mod:`.plan`)."""
+        rank = None
         if self.ranking is not None:  # refreshed in the background: this turn uses only what is known
             self.ranking.start(self._client, self._models)
-            available = self.ranking.order(available)
-        cooling = [t for t in self._models if t not in available and not self.health.told_to_wait(t.label)
-                   and self.health.cooldown_remaining(t.label) < self.health.exclude_cooldown / 2]
-        cooling.sort(key=lambda t: self.health.cooldown_remaining(t.label))
-        plan = available + cooling
-        if needs_tools:
-            lead = [t for t in plan[:1] if t == self._chosen]  # the user's explicit choice keeps its place
-            rest = plan[len(lead):]
-            plan = lead + [t for t in rest if self.supports_tools(t)] + [t for t in rest if not self.supports_tools(t)]
-        return plan
+            rank = self.ranking.order
+        plan = order(self._models, self.health, rank=rank)
+        return tools_first(plan, self.supports_tools, self._chosen) if needs_tools else plan
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -367,12 +327,7 @@ class FallbackRouter:
     async def _run(self, messages: list[Message], body: dict[str, Any], attempts: list[Attempt],
                    sink: RouterStream) -> AsyncGenerator[StreamChunk, None]:
         plan = self._plan(needs_tools=bool(body.get("tools")))
-        for target in self._models:
-            if target not in plan:
-                reason, label = self.health.reason(target.label), target.label
-                why = (f"cooling down for {self.health.cooldown_remaining(label):.0f}s as asked (Retry-After) after "
-                       f"{reason}" if self.health.told_to_wait(label) else f"excluded: {reason}")
-                attempts.append(Attempt(target, Outcome.SKIPPED, error=why))
+        attempts.extend(left_out(self._models, plan, self.health))
         logger.debug("turn plan: %s%s", [t.label for t in plan] or "nothing to try",
                      f" (left out: {[a.model for a in attempts]})" if attempts else "")
         runner = TurnRunner(self._policy(), Turn(messages, body, attempts), plan)

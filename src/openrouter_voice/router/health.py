@@ -40,7 +40,7 @@ class ModelHealth:
     failed_at: float = 0.0  # when the latest failure verdict was taken
     reason: str | None = None
     trial_in_flight: bool = False
-    told: bool = False  # the cooldown is the upstream's own Retry-After
+    told_until: float = 0.0  # the upstream asked not to be asked again before this (Retry-After)
     successes: int = 0
     total_failures: int = 0
     latency: ModelLatency = field(default_factory=ModelLatency)
@@ -141,7 +141,7 @@ class HealthTracker:
         health.open_until = 0.0
         health.reason = None
         health.trial_in_flight = False
-        health.told = False
+        health.told_until = 0.0
         return True
 
     def record_failure(self, model: str, *, reason: str, retry_after: float | None = None,
@@ -158,10 +158,12 @@ class HealthTracker:
             cooldown = min(max(retry_after, 0.0), self.exclude_cooldown)
         else:
             cooldown = min(self.base_cooldown * 2 ** (health.failures - 1), self.max_cooldown)
-        # Only this failure's own Retry-After counts: a later timeout is our estimate, not the upstream's word.
-        health.told = retry_after is not None and not exclude
-        # A later, shorter verdict must not shorten a cooldown already promised (e.g. a 404 exclusion).
         now = self._clock()
+        # Only this failure's own Retry-After counts: a later timeout is our estimate, not the upstream's
+        # word; and a longer backoff already running stays our estimate: once the Retry-After has passed
+        # the model may be tried again (after the healthy ones).
+        health.told_until = now + cooldown if retry_after is not None and not exclude else 0.0
+        # A later, shorter verdict must not shorten a cooldown already promised (e.g. a 404 exclusion).
         health.failed_at = now
         health.open_until = max(health.open_until, now + cooldown)
         health.reason = reason
@@ -178,7 +180,11 @@ class HealthTracker:
     def told_to_wait(self, model: str) -> bool:
         """True while ``model`` cools down for as long as its upstream asked (Retry-After)."""
         health = self._get(model)
-        return health.told and self._clock() < health.open_until
+        return self._clock() < health.told_until
+
+    def wait_remaining(self, model: str) -> float:
+        """Seconds until ``model``'s upstream may be asked again as it asked (0 if it set no Retry-After)."""
+        return max(0.0, self._get(model).told_until - self._clock())
 
     def cooldown_remaining(self, model: str) -> float:
         return max(0.0, self._get(model).open_until - self._clock())

@@ -26,6 +26,7 @@ from .attempt import AttemptFailed, Deadlines, stream_attempt
 from .chunks import AttemptDone
 from .continuation import RepeatGuard
 from .deadlines import hedge_delay, stall_deadline
+from .defaults import RETRY_AFTER_WAIT
 from .errors import (
     Action,
     AllModelsFailedError,
@@ -37,6 +38,7 @@ from .errors import (
 )
 from .health import HealthTracker
 from .latency import ModelLatency
+from .plan import order, soonest_retry
 from .request import request_body
 from .stragglers import Stragglers
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, Usage
@@ -57,6 +59,7 @@ class Limits:
     max_tool_args_chars: int
     dribble_words_per_second: float = 0.0
     dribble_window: float = 2.0
+    retry_after_wait: float = RETRY_AFTER_WAIT
 
     def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, str]:
         """One attempt's deadlines and why the stall deadline has its value. The stall follows the
@@ -175,7 +178,10 @@ class TurnRunner:
         """Text chunks as they arrive, then a final chunk with tool calls and usage; raises a
         :class:`RouterError` when no model could answer."""
         turn, queue = self.turn, self.queue
-        while queue:
+        wait_budget = self.policy.limits.retry_after_wait
+        while queue or (wait_budget := await self._wait_for_retry_after(wait_budget)) >= 0:
+            if not queue:
+                continue
             index, target = queue.popleft()
             if not turn.viable(target):
                 reason = ("API key rejected on this endpoint" if target.endpoint in turn.dead_endpoints
@@ -194,6 +200,29 @@ class TurnRunner:
             except AttemptFailed as failure:
                 self._record_failure(live, failure)
         raise turn.final_error()
+
+    async def _wait_for_retry_after(self, budget: float) -> float:
+        """Nothing is left to try. Queue the chain's models this turn has not tried that may be asked
+        now (a Retry-After ended meanwhile); if there are none, but one may be asked again within
+        ``budget`` seconds, wait for it first: a caller would rather hear an answer a moment later than
+        an apology. Returns the budget left, or -1 when there is nothing more to try."""
+        tried = {a.target for a in self.turn.attempts if a.outcome is not Outcome.SKIPPED}
+        rest = [t for t in self.policy.chain if t not in tried and self.turn.viable(t)]
+        ready = order(rest, self.health)  # as a new turn would plan them: available first, then cooling
+        if not ready:
+            waiting = [t for t in rest if self.health.told_to_wait(t.label)]
+            wait = soonest_retry(waiting, self.health, limit=budget)
+            if wait is None:
+                return -1.0
+            logger.info("nothing else to try; waiting %.2fs for %s's Retry-After to end", wait,
+                        min(waiting, key=lambda t: self.health.wait_remaining(t.label)).label)
+            wait = max(wait, 0.005)  # clocks differ by microseconds: never spin on a zero wait
+            await asyncio.sleep(wait)
+            budget -= wait
+            ready = order(rest, self.health)
+        start = len(self.turn.attempts)
+        self.queue.extend((start + i, target) for i, target in enumerate(ready))
+        return budget
 
     def _is_last(self) -> bool:
         return not any(self.turn.viable(t) for _, t in self.queue)
