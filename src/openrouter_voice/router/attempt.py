@@ -214,8 +214,9 @@ async def stream_attempt(
                                  first_token=deadlines.first_token)
     # httpx2's parser refuses any single event over 1 MB: no reply chunk is that big.
     # (its __aiter__ is an async generator: we aclose() it to release the connection at once)
-    events = cast(AsyncGenerator[ServerSentEvent, None], aiter(EventSource(response)))
+    events: AsyncGenerator[ServerSentEvent, None] | None = None
     try:
+        events = cast(AsyncGenerator[ServerSentEvent, None], aiter(EventSource(response)))
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -250,9 +251,11 @@ async def stream_attempt(
                     dribbled = dribble.describe()
             if parsed.text:
                 yield parsed.text
+            if parsed.error is not None:  # reported with the text just spoken: the next model continues
+                raise fail(parsed.error.outcome, parsed.error.info)
             if dribbled:  # after yielding: the words that came are kept, the next model continues after them
                 raise fail(Outcome.STALL, _failure(dribbled))
-            if parsed.content or parser.finish_reason is not None:
+            if parsed.content or (parsed.choice and parser.finish_reason is not None):
                 deadline = min(loop.time() + deadlines.stall, hard_stop)
     finally:
         await close_response(response, events)

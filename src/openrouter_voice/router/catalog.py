@@ -149,7 +149,7 @@ class Catalog:
                 raise CatalogUnavailableError(
                     f"could not fetch the model catalog from {self.base_url}/models ({type(exc).__name__}) "
                     "and there is no cached copy") from None
-            logger.warning("model catalog unreachable (%s); using the cached copy", type(exc).__name__)
+            logger.warning("model catalog unreachable or unreadable (%s); using the cached copy", type(exc).__name__)
             self.stale = True
             self._models, self._fetched_at = stale
             return stale[0]

@@ -57,14 +57,19 @@ class AttemptDone:
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """What one event carried: ``text`` to speak, whether it had ``content`` (text or tool-call
-    deltas: what deadlines count), and whether it was the ``done`` marker."""
+    deltas: what deadlines count), a ``choice`` at all (usage-only trailers have none), whether it was
+    the ``done`` marker, and an ``error`` the same event reported after its text (speak the text,
+    then fail: the next model continues after it)."""
 
     text: str = ""
     content: bool = False
+    choice: bool = False
     done: bool = False
+    error: ChunkError | None = None
 
 
 _NOTHING = Parsed()
+_CHOICE = Parsed(choice=True)
 _DONE = Parsed(done=True)
 
 
@@ -113,13 +118,21 @@ class ChunkParser:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return _NOTHING
         choice = choices[0]
-        text, content = self._delta(choice.get("delta"))
-        reason = choice.get("finish_reason")
-        if reason == "error":
-            raise ChunkError(Outcome.STREAM_ERROR, classify(200, chunk, in_stream=True))
+        raw_delta = choice.get("delta")
+        delta: dict[str, Any] = raw_delta if isinstance(raw_delta, dict) else {}
+        text = self._text(delta)
+        try:
+            tools = self._tools(delta)
+            reason = choice.get("finish_reason")
+            if reason == "error":
+                raise ChunkError(Outcome.STREAM_ERROR, classify(200, chunk, in_stream=True))
+        except ChunkError as exc:
+            if not text:
+                raise
+            return Parsed(text, content=True, choice=True, error=exc)
         if isinstance(reason, str) and reason:
             self.finish_reason = reason
-        return Parsed(text, content) if content else _NOTHING
+        return Parsed(text, content=True, choice=True) if text or tools else _CHOICE
 
     def _note_metadata(self, chunk: dict[str, Any]) -> None:
         if isinstance(chunk.get("model"), str) and chunk["model"]:
@@ -129,25 +142,25 @@ class ChunkParser:
         if isinstance(chunk.get("usage"), dict):
             self.usage = Usage.from_payload(chunk["usage"])
 
-    def _delta(self, delta: Any) -> tuple[str, bool]:
-        """The text of one delta and whether it carried any content."""
-        if not isinstance(delta, dict):
-            return "", False
-        text = ""
+    def _text(self, delta: dict[str, Any]) -> str:
+        """The text of one delta (within the reply's size cap)."""
         content = delta.get("content")
-        if isinstance(content, str) and content:
-            self.text_chars += len(content)
-            if self.text_chars > self.max_text_chars:
-                raise _bad(f"reply longer than {self.max_text_chars} characters", Action.NEXT)
-            text = content
-        tools = False
+        if not isinstance(content, str) or not content:
+            return ""
+        self.text_chars += len(content)
+        if self.text_chars > self.max_text_chars:
+            raise _bad(f"reply longer than {self.max_text_chars} characters", Action.NEXT)
+        return content
+
+    def _tools(self, delta: dict[str, Any]) -> bool:
+        """Merge the delta's tool-call parts; whether it had any."""
         tool_deltas = delta.get("tool_calls")
-        if isinstance(tool_deltas, list):
-            for tool_delta in tool_deltas:
-                if not self._add_tool_delta(tool_delta):
-                    raise _bad(f"tool-call arguments longer than {self.max_tool_args_chars} characters", Action.NEXT)
-                tools = True
-        return text, bool(text) or tools
+        if not isinstance(tool_deltas, list) or not tool_deltas:
+            return False
+        for tool_delta in tool_deltas:
+            if not self._add_tool_delta(tool_delta):
+                raise _bad(f"tool-call arguments longer than {self.max_tool_args_chars} characters", Action.NEXT)
+        return True
 
     def _add_tool_delta(self, tool_delta: Any) -> bool:
         """Merge one streamed tool-call delta; False if the arguments grew past the cap."""

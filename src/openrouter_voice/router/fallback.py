@@ -188,7 +188,8 @@ class FallbackRouter:
             "dribble_window": settings.dribble_window, "predictive_ranking": settings.predictive_ranking,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
-        options.update(overrides)
+        # Endpoints given here join the configured ones (same name: the one given here wins).
+        options.update(overrides, endpoints={**endpoints, **(overrides.get("endpoints") or {})})
         return cls(settings.chain() if models is None else models, **options)
 
     # -- chain ------------------------------------------------------------------------------
