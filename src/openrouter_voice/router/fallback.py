@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import httpcore2
 import httpx2
 
 from ..redact import register_secret
@@ -54,7 +57,14 @@ def _http_client(max_connections: int) -> httpx2.AsyncClient:
                           keepalive_expiry=60.0)
     # Deadlines are enforced by the router per attempt; these are only backstops.
     timeout = httpx2.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
-    return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+    return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False, verify=_tls_context())
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA store takes ~20-30 ms of the event loop; a router per voice session would block
+    # every other session that long at each start. One context serves every client (it is thread-safe).
+    return httpcore2.default_ssl_context()
 
 
 class RouterStream:
