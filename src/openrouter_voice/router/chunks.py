@@ -83,6 +83,12 @@ def _bad(message: str, action: Action = Action.COOLDOWN) -> ChunkError:
     return ChunkError(Outcome.BAD_RESPONSE, ErrorInfo(status=None, message=message, action=action))
 
 
+def _shown(text: str, size: int = 80) -> str:
+    """The start of ``text`` for a message: masked *before* it is cut, so no cut leaves part of a key
+    (masking only the first 1,000 characters bounds the work; a key in the shown part lies within them)."""
+    return redact(text[:1000])[:size]
+
+
 def unreadable(exc: Exception) -> ChunkError:
     """A reply that made parsing fail in a way no check foresaw: the model's failure (cooldown), with
     the exception's type logged at debug level so a bug here still shows up in a debug log."""
@@ -123,7 +129,7 @@ class ChunkParser:
         try:
             chunk = json.loads(data)
         except ValueError:
-            raise _bad(f"malformed JSON in stream: {redact(data[:80])!r}") from None
+            raise _bad(f"malformed JSON in stream: {_shown(data)!r}") from None
         if not isinstance(chunk, dict):
             raise _bad("stream chunk is not a JSON object")
         self._note_metadata(chunk)
@@ -222,7 +228,7 @@ class ChunkParser:
             try:
                 parsed = json.loads(arguments)
             except ValueError:
-                raise _bad(f"tool call {builder.name!r} has invalid JSON arguments: {redact(arguments[:80])!r}",
+                raise _bad(f"tool call {builder.name!r} has invalid JSON arguments: {_shown(arguments)!r}",
                            Action.NEXT) from None
             if not isinstance(parsed, dict):
                 raise _bad(f"tool call {builder.name!r} arguments are not a JSON object", Action.NEXT)

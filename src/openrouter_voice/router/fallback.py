@@ -41,7 +41,7 @@ from . import defaults
 from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .health import HealthTracker
-from .request import headers_for
+from .request import header_safe, headers_for
 from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolSpec
 
@@ -154,8 +154,8 @@ class FallbackRouter:
         max_reply_chars: int = defaults.MAX_REPLY_CHARS,
         max_tool_args_chars: int = defaults.MAX_TOOL_ARGS_CHARS,
     ) -> None:
-        self.api_key = api_key
         register_secret(api_key)
+        self.api_key = header_safe("api_key (OPENROUTER_API_KEY)", api_key)
         self.base_url = base_url.rstrip("/")
         self.first_token_timeout = float(first_token_timeout)
         self.stall_timeout = float(stall_timeout)
@@ -170,12 +170,11 @@ class FallbackRouter:
         # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
         self.max_reply_chars = max_reply_chars
         self.max_tool_args_chars = max_tool_args_chars
-        self.app_name = app_name
-        self.app_url = app_url
+        self.app_name = header_safe("app_name", app_name)
+        self.app_url = header_safe("app_url", app_url)
         self._endpoints: dict[str, tuple[str, str | None]] = {}
         for name, (url, key) in (endpoints or {}).items():
-            register_secret(key)
-            self._endpoints[name] = (url.rstrip("/"), key)
+            self.add_endpoint(name, url, key)
         self.endpoint_options = {name: dict(opts) for name, opts in (endpoint_options or {}).items()}
         self.health = health or HealthTracker()
         self.extra_body = dict(extra_body or {})
@@ -225,6 +224,7 @@ class FallbackRouter:
         ``options`` are request fields sent only to this endpoint (they override the turn's own).
         """
         register_secret(api_key)
+        header_safe(f"the api_key of endpoint {name!r} (OPENROUTER_VOICE_ENDPOINTS)", api_key)
         self._endpoints[name] = (base_url.rstrip("/"), api_key)
         if options:
             self.endpoint_options[name] = dict(options)

@@ -16,6 +16,7 @@ from typing import Any
 
 from .continuation import continuation_messages
 from .defaults import OPENROUTER
+from .errors import ConfigurationError
 from .types import Message, Target
 
 # OpenRouter-only fields: other servers would reject or misread them.
@@ -56,3 +57,20 @@ def headers_for(target: Target, *, app_name: str | None, app_url: str | None) ->
             headers["X-Title"] = app_name
             headers["X-OpenRouter-Title"] = app_name
     return headers
+
+
+def header_safe(argument: str, value: str | None) -> str | None:
+    """``value`` if it can go in an HTTP header (printable ASCII: no line break or control character);
+    else :class:`ConfigurationError` naming ``argument`` (never the value: it may be a key).
+
+    >>> header_safe("app_name", "My App")
+    'My App'
+    >>> header_safe("api_key (OPENROUTER_API_KEY)", "sk-or-1\\r\\nX-Injected: 1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    openrouter_voice.router.errors.ConfigurationError: api_key (OPENROUTER_API_KEY) cannot go in an HTTP header: ...
+    """
+    if value is not None and not (value.isascii() and value.isprintable()):
+        raise ConfigurationError(f"{argument} cannot go in an HTTP header: it contains a line break, control or "
+                                 "non-ASCII character. Fix: use printable ASCII on one line")
+    return value
