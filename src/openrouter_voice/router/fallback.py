@@ -41,7 +41,7 @@ from . import defaults
 from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .health import HealthTracker
-from .request import header_safe, headers_for
+from .request import check_body, encodable, header_safe, headers_for
 from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, ToolSpec
 
@@ -330,8 +330,9 @@ class FallbackRouter:
                 body["tool_choice"] = tool_choice
             if parallel_tool_calls is not None:
                 body["parallel_tool_calls"] = parallel_tool_calls
+        check_body(body)  # unsendable (NaN, objects): BadRequestError before any request
         stream = RouterStream(attempts)
-        stream._generator = self._run(list(messages), body, attempts, sink=stream)
+        stream._generator = self._run(encodable(list(messages)), body, attempts, sink=stream)
         return stream
 
     async def complete(

@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .continuation import continuation_messages
 from .defaults import OPENROUTER
-from .errors import ConfigurationError
+from .errors import BadRequestError, ConfigurationError
 from .types import Message, Target
 
 # OpenRouter-only fields: other servers would reject or misread them.
@@ -74,3 +75,40 @@ def header_safe(argument: str, value: str | None) -> str | None:
         raise ConfigurationError(f"{argument} cannot go in an HTTP header: it contains a line break, control or "
                                  "non-ASCII character. Fix: use printable ASCII on one line")
     return value
+
+
+def encodable(messages: list[Message]) -> list[Message]:
+    """``messages`` with text that cannot be encoded as UTF-8 (lone surrogates, e.g. from non-UTF-8
+    input decoded with ``surrogateescape``) replaced by U+FFFD; only what changes is copied.
+
+    >>> encodable([{"role": "user", "content": "caf\\udce9"}])
+    [{'role': 'user', 'content': 'caf\\ufffd'}]
+    """
+    return [_clean(message) for message in messages]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # Through UTF-16: a high+low pair becomes its character, a lone half becomes U+FFFD.
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return value
+    if isinstance(value, dict):
+        cleaned = {key: _clean(item) for key, item in value.items()}
+        return value if all(cleaned[key] is value[key] for key in value) else cleaned
+    if isinstance(value, list):
+        items = [_clean(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+def check_body(body: dict[str, Any]) -> None:
+    """:class:`BadRequestError` at once if the turn's extra fields or tools cannot be sent as JSON (NaN,
+    infinity, objects JSON does not know): every model would be sent the same unsendable request."""
+    try:
+        json.dumps(body, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise BadRequestError(f"the request cannot be sent as JSON ({type(exc).__name__}: {str(exc)[:200]}). "
+                              "Fix: pass only finite numbers, strings, lists and dicts") from None
