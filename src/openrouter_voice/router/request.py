@@ -23,12 +23,22 @@ from .types import Message, Target
 # OpenRouter-only fields: other servers would reject or misread them.
 _OPENROUTER_ONLY = ("models", "provider", "transforms", "plugins", "route", "session_id")
 _TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
+NO_TOOLS_INSTRUCTION = (
+    "You cannot use tools or look up live information right now; if asked for live data such as the "
+    "weather, say it is unavailable at the moment."
+)
 
 
 def request_body(target: Target, messages: list[Message], body: dict[str, Any], *, partial: str,
                  with_tools: bool, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The streaming request for ``target``: the turn's ``body`` and ``messages`` (continuing after
-    ``partial`` text already spoken), tools left out unless ``with_tools``, endpoint ``options`` last."""
+    ``partial`` text already spoken), tools left out unless ``with_tools``, endpoint ``options`` last.
+
+    A turn that carried tools, sent without them, also tells the model (:data:`NO_TOOLS_INSTRUCTION`)
+    that it cannot look anything up, so it says so instead of inventing live data such as weather."""
+    dropped_tools = not with_tools and bool(body.get("tools"))
+    if dropped_tools:
+        messages = _without_tools(messages)
     request: dict[str, Any] = {
         **body,
         "model": target.model,
@@ -44,6 +54,15 @@ def request_body(target: Target, messages: list[Message], body: dict[str, Any], 
             request.pop(key, None)
     request.update(options or {})
     return request
+
+
+def _without_tools(messages: list[Message]) -> list[Message]:
+    """``messages`` with :data:`NO_TOOLS_INSTRUCTION` added to the leading system message (or as one):
+    some chat templates (Gemma's) accept a system message only first."""
+    first = messages[0] if messages else None
+    if first is not None and first.get("role") == "system" and isinstance(first.get("content"), str):
+        return [{**first, "content": f"{first['content']}\n\n{NO_TOOLS_INSTRUCTION}"}, *messages[1:]]
+    return [{"role": "system", "content": NO_TOOLS_INSTRUCTION}, *messages]
 
 
 def headers_for(target: Target, *, app_name: str | None, app_url: str | None) -> dict[str, str]:
