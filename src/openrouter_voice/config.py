@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from .redact import register_secret
+from .redact import redact, register_secret
 from .router import defaults
 from .router.defaults import OPENROUTER_BASE_URL
 
@@ -272,4 +272,5 @@ def load_settings(**overrides: Any) -> Settings:
             fix = _FIXES.get(variable, "fix the value or unset it to use the default")
             where = f" ({inner})" if inner else ""
             problems.append(f"{variable}{where}{shown}: {message}. Fix: {fix}.")
-        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems)) from None
+        # Masked: a key pasted into the wrong variable would otherwise be echoed back as its value.
+        raise ConfigError(redact("Invalid configuration:\n  " + "\n  ".join(problems))) from None
