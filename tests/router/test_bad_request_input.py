@@ -38,3 +38,11 @@ async def test_the_voice_llm_path_replaces_a_lone_surrogate_too(make_llm, upstre
     text = "".join(c.delta.content for c in chunks if c.delta and c.delta.content)
     assert text == "Understood." and APOLOGY not in text
     assert upstream.requests[-1].messages[-1]["content"] == "na\ufffdve question"
+
+
+async def test_an_endpoint_url_that_cannot_be_asked_is_that_models_failure(upstream, make_router):
+    upstream.script("b/y", Script(text="Backup."))
+    router = make_router(["a/x@broken", "b/y"], endpoints={"broken": ("http://[::1", None)})
+    reply = await router.complete([{"role": "user", "content": "hi"}])
+    assert reply.text == "Backup."
+    assert "InvalidURL" in (reply.attempts[0].error or "")

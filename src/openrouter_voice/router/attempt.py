@@ -158,7 +158,11 @@ async def open_stream(client: httpx2.AsyncClient, target: Target, body: dict[str
     """
     loop = asyncio.get_running_loop()
     url = target.base_url.rstrip("/") + "/chat/completions"
-    request = client.build_request("POST", url, json=body, headers=headers)
+    try:
+        request = client.build_request("POST", url, json=body, headers=headers)
+    except (httpx2.InvalidURL, httpx2.HTTPError, ValueError, TypeError) as exc:  # a target that cannot be asked
+        raise AttemptFailed(Outcome.CONNECTION_ERROR, _failure(
+            f"cannot send to {redact(url)[:200]}: {type(exc).__name__}"), served_model=target.model) from None
     try:
         async with asyncio.timeout_at(deadline):
             response = await _send(client, request)
