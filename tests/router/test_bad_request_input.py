@@ -28,7 +28,10 @@ async def test_a_request_that_cannot_be_json_is_a_bad_request_at_once(upstream, 
     router = make_router(["a/x", "b/y"])
     with pytest.raises(BadRequestError, match="cannot be sent as JSON"):
         await router.complete([{"role": "user", "content": "hi"}], temperature=float("nan"))
+    with pytest.raises(BadRequestError, match="cannot be sent as JSON"):
+        await router.complete([{"role": "user", "content": "hi", "sent_at": object()}])
     assert upstream.requests == []
+    assert all(router.health.is_available(m) for m in ("a/x", "b/y"))  # no model blamed for the request
 
 
 async def test_the_voice_llm_path_replaces_a_lone_surrogate_too(make_llm, upstream):  # noqa: F811

@@ -160,9 +160,12 @@ async def open_stream(client: httpx2.AsyncClient, target: Target, body: dict[str
     url = target.base_url.rstrip("/") + "/chat/completions"
     try:
         request = client.build_request("POST", url, json=body, headers=headers)
-    except (httpx2.InvalidURL, httpx2.HTTPError, ValueError, TypeError) as exc:  # a target that cannot be asked
+    except (httpx2.InvalidURL, httpx2.HTTPError) as exc:  # a target that cannot be asked
         raise AttemptFailed(Outcome.CONNECTION_ERROR, _failure(
             f"cannot send to {redact(url)[:200]}: {type(exc).__name__}"), served_model=target.model) from None
+    except (ValueError, TypeError) as exc:  # a body that cannot be encoded: the same for every model
+        raise AttemptFailed(Outcome.BAD_RESPONSE, _failure(
+            f"the request cannot be encoded ({type(exc).__name__})", Action.RAISE), served_model=target.model) from None
     try:
         async with asyncio.timeout_at(deadline):
             response = await _send(client, request)

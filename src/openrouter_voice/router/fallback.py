@@ -330,9 +330,10 @@ class FallbackRouter:
                 body["tool_choice"] = tool_choice
             if parallel_tool_calls is not None:
                 body["parallel_tool_calls"] = parallel_tool_calls
-        check_body(body)  # unsendable (NaN, objects): BadRequestError before any request
+        sendable = encodable(list(messages))
+        check_body(body, sendable)  # unsendable (NaN, objects): BadRequestError before any request
         stream = RouterStream(attempts)
-        stream._generator = self._run(encodable(list(messages)), body, attempts, sink=stream)
+        stream._generator = self._run(sendable, body, attempts, sink=stream)
         return stream
 
     async def complete(

@@ -123,11 +123,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def check_body(body: dict[str, Any]) -> None:
-    """:class:`BadRequestError` at once if the turn's extra fields or tools cannot be sent as JSON (NaN,
-    infinity, objects JSON does not know): every model would be sent the same unsendable request."""
+def check_body(body: dict[str, Any], messages: list[Message]) -> None:
+    """:class:`BadRequestError` at once if the turn's messages, extra fields or tools cannot be sent as
+    JSON (NaN, infinity, objects JSON does not know): every model would be sent the same unsendable request."""
     try:
-        json.dumps(body, allow_nan=False)
+        json.dumps({**body, "messages": messages}, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise BadRequestError(f"the request cannot be sent as JSON ({type(exc).__name__}: {str(exc)[:200]}). "
                               "Fix: pass only finite numbers, strings, lists and dicts") from None
