@@ -89,9 +89,21 @@ async def test_chaos_soak(upstream, request, capsys):
             await llm.aclose()
             await router.aclose()  # the LLM does not own a router it was given
 
+    # As the worker's prewarm would: LiveKit's lazy imports and first-use set-up happen before the
+    # sessions, and what start-up created is moved out of the garbage collector's way (gc.freeze).
+    warm_llm = OpenRouterLLM(router=FallbackRouter(["x/warm"], base_url=upstream.base_url), owns_router=True)
+    async with AgentSession(llm=warm_llm) as warm:
+        await warm.start(Assistant(llm=warm_llm))
+        await warm.run(user_input="warm up")
+    await warm_llm.aclose()
+    gc.collect()
+    gc.freeze()
     started = time.monotonic()
-    async with LoopLagMonitor() as lag:
-        await asyncio.gather(*(conversation(n) for n in range(sessions)))
+    try:
+        async with LoopLagMonitor() as lag:
+            await asyncio.gather(*(conversation(n) for n in range(sessions)))
+    finally:
+        gc.unfreeze()
     elapsed = time.monotonic() - started
     sampler.cancel()
     faults = sum(c.injected.total() - c.injected["ok"] for c in chaos)
@@ -109,9 +121,10 @@ async def test_chaos_soak(upstream, request, capsys):
     assert faults >= sessions * turns * 0.2
     assert outcomes["reply"] >= 0.95 * sessions * turns  # three models rarely all fail in one turn
     assert fallbacks > 0
-    # The loop lag is reported, not asserted, here: with 50 LiveKit sessions in one process it is made of
-    # full garbage collections of the test process's heap and LiveKit's per-turn tool-schema building, not
-    # of router steps (tests/router/test_router_soak.py asserts those stay under 50 ms).
+    # No step of any session may stall the others (a blocked loop delays every session's audio). CPython's
+    # full garbage collections are reported, not asserted: their pauses grow with every object the 50
+    # LiveKit sessions keep alive, whatever code runs (tests/router/test_router_soak.py bounds the whole lag).
+    assert lag.worst_steps < 0.05, f"a step blocked the event loop for {lag.worst_steps * 1000:.0f} ms"
     # Nothing left behind: streams, tasks, sockets; memory bounded.
     await asyncio.sleep(0.3)
     assert upstream.open_streams == 0
