@@ -99,26 +99,26 @@ async def build_router(settings: Settings, stack: contextlib.AsyncExitStack, con
 def readable(text: str, console: Console) -> str:
     """``text`` as a question: control characters dropped, undecodable bytes (lone surrogates from a
     non-UTF-8 terminal) shown as U+FFFD, cut to :data:`MAX_QUESTION_CHARS` with a note."""
-    text = _CONTROL.sub("", text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")).strip()
-    if len(text) > MAX_QUESTION_CHARS:
+    text = text.strip()
+    if len(text) > MAX_QUESTION_CHARS:  # cut first: a 10 MB paste is not copied again and again below
         console.print(f"[yellow]Your question is {len(text):,} characters long; only the first "
                       f"{MAX_QUESTION_CHARS:,} are sent.[/yellow]")
         text = text[:MAX_QUESTION_CHARS]
-    return text
+    return _CONTROL.sub("", text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")).strip()
 
 
 def read_question(stdin: TextIO, console: Console) -> str:
-    """The piped question: at most :data:`MAX_QUESTION_CHARS` (in UTF-8 bytes, plus one to notice more)
-    read from the raw bytes, so binary or non-UTF-8 input gives its readable text and a 10 MB line is
-    never held in memory (nor decoded) whole."""
-    raw = stdin.buffer.read(MAX_QUESTION_CHARS * 4 + 1) if hasattr(stdin, "buffer") else stdin.read(
-        MAX_QUESTION_CHARS * 4 + 1).encode("utf-8", "surrogatepass")
-    more = len(raw) > MAX_QUESTION_CHARS * 4
-    text = readable(raw[:MAX_QUESTION_CHARS * 4].decode("utf-8", "replace"), console)
-    if more and len(text) <= MAX_QUESTION_CHARS:
-        console.print(f"[yellow]The input is longer than {MAX_QUESTION_CHARS * 4:,} bytes; only the start is "
-                      "read.[/yellow]")
-    return text
+    """The piped question, read as raw bytes and at most enough for :data:`MAX_QUESTION_CHARS`, so
+    binary or non-UTF-8 input gives its readable text and a 10 MB line is never held (or decoded) whole."""
+    limit = MAX_QUESTION_CHARS * 4  # UTF-8 takes at most 4 bytes a character
+    raw = stdin.buffer.read(limit + 1) if hasattr(stdin, "buffer") else stdin.read(limit + 1).encode(
+        "utf-8", "surrogatepass")
+    text = raw[:limit].decode("utf-8", "replace")
+    if len(raw) > limit:
+        console.print(f"[yellow]The input is longer than {limit:,} bytes; only its first "
+                      f"{MAX_QUESTION_CHARS:,} characters are sent.[/yellow]")
+        text = text[:MAX_QUESTION_CHARS]
+    return readable(text, console)
 
 
 def footer(llm: OpenRouterLLM) -> str:
