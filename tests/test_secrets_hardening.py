@@ -7,6 +7,8 @@ import asyncio
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openrouter_voice.config import ConfigError, load_settings
 from openrouter_voice.redact import redact, register_secret
@@ -133,3 +135,12 @@ def test_an_endpoint_key_with_a_line_break_is_refused_naming_the_variable(monkey
     with pytest.raises(ConfigError, match=r"OPENROUTER_VOICE_ENDPOINTS \(ollama.api_key\)") as info:
         load_settings()
     assert "defghij" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.text(max_size=60), st.integers(0, 400), st.booleans())
+def test_no_cut_through_a_registered_key_leaves_a_readable_part_of_it(before, after, cut, keep_end):
+    register_secret(ENDPOINT_KEY)
+    text = before + ENDPOINT_KEY + after
+    piece = text[cut:] if keep_end else text[:cut]
+    assert leaked(redact(piece)) == []

@@ -23,7 +23,7 @@ _PATTERNS = [
 _secrets: set[str] = set()
 _lock = threading.Lock()
 MASK = "***"
-MIN_FRAGMENT = 4
+MIN_FRAGMENT = 6
 """A piece of a registered key this long, left at the start or end of a cut text, is masked too."""
 LOGGERS = ("openrouter_voice", "httpx2", "httpcore2")
 """Whose records :func:`install` redacts: this package's, and the HTTP library's (its DEBUG records
