@@ -329,3 +329,30 @@ async def test_cancelling_astart_stops_the_server_it_was_waiting_for(monkeypatch
         await task
     assert not server.running
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@slow
+async def test_offline_weather_question_gets_no_invented_weather(local_server: LocalModelServer) -> None:
+    # The real 270M model, told it has no tools, still invents weather ("It's a bit cloudy", "10 degrees"):
+    # the agent layer must answer honestly itself.
+    from livekit.agents import AgentSession
+
+    from openrouter_voice.agent import Assistant, OpenRouterLLM
+    from openrouter_voice.agent.honesty import LIVE_LOOKUP_UNAVAILABLE
+
+    label = f"{local_server.model}@local"
+    router = FallbackRouter(models=[label], endpoints={"local": (local_server.base_url, None)},
+                            endpoint_options={"local": REQUEST_OPTIONS}, base_url="http://127.0.0.1:9/api/v1",
+                            first_token_timeout=30, stall_timeout=10, hedge_after=None, app_name="t")
+    router.set_tool_support({label: False})
+    llm = OpenRouterLLM(router=router, owns_router=True)
+    try:
+        async with AgentSession(llm=llm) as session:
+            await session.start(Assistant(llm=llm))
+            result = await session.run(user_input="What's the weather in Paris?")
+    finally:
+        await llm.aclose()
+    said = " ".join(e.item.text_content or "" for e in result.events if e.type == "message")
+    assert said == LIVE_LOOKUP_UNAVAILABLE
+    assert not any(ch.isdigit() for ch in said) and "degree" not in said.lower()
+    assert llm.last_completion is not None and llm.last_completion.model  # the model did answer (replaced)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from .redact import register_secret
+from .redact import redact, register_secret
 from .router import defaults
 from .router.defaults import OPENROUTER_BASE_URL
 
@@ -65,11 +65,15 @@ class EndpointConfig(BaseModel):  # not BaseSettings: a stray API_KEY in the env
 
 
 def _registered(value: SecretStr | None) -> SecretStr | None:
-    """Empty means unset; anything else is registered with the log/error redactor."""
+    """Empty means unset; anything else is registered with the log/error redactor. A key goes in an
+    HTTP header, so a line break or other control character (a copy-paste accident) is refused here,
+    at start-up, rather than failing every request as a connection error."""
     if value is None or not value.get_secret_value().strip():
         return None
     secret = value.get_secret_value().strip()
     register_secret(secret)
+    if not (secret.isascii() and secret.isprintable()):
+        raise ValueError("contains a line break, control or non-ASCII character (it is sent as an HTTP header)")
     return SecretStr(secret)
 
 
@@ -267,6 +271,7 @@ _FIXES = {
     "OPENROUTER_DEFAULT_MODEL": "use an id such as google/gemini-2.5-flash-lite",
     "OPENROUTER_APP_NAME": "use plain ASCII, e.g. OPENROUTER_APP_NAME=My Voice App",
     "OPENROUTER_APP_URL": "use an ASCII URL (percent-encode other characters), e.g. https://example.com",
+    "OPENROUTER_API_KEY": "copy the key again from https://openrouter.ai/keys, on one line",
 }
 
 
@@ -293,9 +298,13 @@ def load_settings(**overrides: Any) -> Settings:
                 continue
             field = str(error["loc"][0])
             variable = _ENV_NAMES.get(field, field.upper())
+            inner = ".".join(str(part) for part in error["loc"][1:])
             message = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"{variable}: ").rstrip(".")
             raw = error.get("input")
-            shown = "" if "key" in field or "secret" in field or isinstance(raw, dict) else f" (got {raw!r})"
+            secret = any("key" in str(part) or "secret" in str(part) for part in error["loc"])
+            shown = "" if secret or isinstance(raw, dict) else f" (got {raw!r})"
             fix = _FIXES.get(variable, "fix the value or unset it to use the default")
-            problems.append(f"{variable}{shown}: {message}. Fix: {fix}.")
-        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems)) from None
+            where = f" ({inner})" if inner else ""
+            problems.append(f"{variable}{where}{shown}: {message}. Fix: {fix}.")
+        # Masked: a key pasted into the wrong variable would otherwise be echoed back as its value.
+        raise ConfigError(redact("Invalid configuration:\n  " + "\n  ".join(problems))) from None

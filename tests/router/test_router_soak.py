@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from openrouter_voice.router import AllModelsFailedError
-from openrouter_voice.testing import ChaosScript, intended_reply
+from openrouter_voice.testing import ChaosScript, LoopLagMonitor, intended_reply
 
 
 async def test_concurrent_conversations_through_random_faults(upstream, make_router, capsys):
@@ -33,14 +33,16 @@ async def test_concurrent_conversations_through_random_faults(upstream, make_rou
             outcomes.append("reply")
             messages.append({"role": "assistant", "content": reply.text})
 
-    await asyncio.gather(*(conversation(n) for n in range(15)))
+    async with LoopLagMonitor() as lag:
+        await asyncio.gather(*(conversation(n) for n in range(15)))
     injected = sum(c.injected.total() - c.injected["ok"] for c in chaos)
     with capsys.disabled():  # the figures belong in CI's log even when the test passes
         print(f"\nrouter soak: turns={len(outcomes)} replies={outcomes.count('reply')} "
-              f"apologies={outcomes.count('apology')} faults={injected}")
+              f"apologies={outcomes.count('apology')} faults={injected} worst loop lag={lag.worst * 1000:.1f} ms")
     assert len(outcomes) == 90
     assert injected > 20
     assert outcomes.count("reply") >= 85  # three models rarely all fail in one turn
+    assert lag.worst < 0.05, f"a router step blocked the event loop for {lag.worst * 1000:.0f} ms"
     await asyncio.sleep(0.2)
     assert upstream.open_streams == 0
     # Pooled keep-alive connections are expected while the router lives; closing it must free them all.

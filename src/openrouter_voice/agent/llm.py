@@ -41,6 +41,7 @@ from ..router import (
     Target,
     Usage,
 )
+from .honesty import LiveLookupGuard
 
 logger = logging.getLogger("openrouter_voice.agent")
 
@@ -202,6 +203,13 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
             tool_choice=_tool_choice(choice) if is_given(choice) else None,
         )
 
+    def serves_without_tools(self, label: str) -> bool:
+        """Whether the chain model ``label`` gets its turns without tools (it cannot call them)."""
+        try:
+            return not self._router.supports_tools(self._router.target(label))
+        except RouterError:  # not a chain label (e.g. a provider's own model name)
+            return False
+
     async def _prewarm_impl(self) -> None:
         await self._router.warmup()
 
@@ -230,6 +238,13 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         if self._owns_router:
             await self._router.aclose()
         await super().aclose()
+
+
+def _last_user_text(chat_ctx: llm.ChatContext) -> str:
+    for item in reversed(chat_ctx.items):
+        if isinstance(item, llm.ChatMessage) and item.role == "user":
+            return item.text_content or ""
+    return ""
 
 
 def _tool_choice(choice: llm.ToolChoice) -> Any:
@@ -265,11 +280,14 @@ class OpenRouterLLMStream(llm.LLMStream):
                 tool_choice=self._tool_choice if tool_schemas else None,
                 parallel_tool_calls=self._parallel_tool_calls if tool_schemas else None,
                 **self._extra)
+            honest = LiveLookupGuard(_last_user_text(self._chat_ctx), carried_tools=bool(tool_schemas),
+                                     tool_less=self._orllm.serves_without_tools)
             async for chunk in stream:
-                if chunk.text:
+                text = honest.filter(chunk.text, chunk.model, spoke=spoke) if chunk.text else ""
+                if text:
                     spoke = True
                     self._event_ch.send_nowait(llm.ChatChunk(
-                        id=chunk_id, delta=llm.ChoiceDelta(role="assistant", content=chunk.text)))
+                        id=chunk_id, delta=llm.ChoiceDelta(role="assistant", content=text)))
                 if chunk.tool_calls:
                     self._event_ch.send_nowait(llm.ChatChunk(id=chunk_id, delta=llm.ChoiceDelta(
                         role="assistant",

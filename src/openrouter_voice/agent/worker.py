@@ -15,6 +15,7 @@ turns that off).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -206,6 +207,10 @@ def prewarm(proc: JobProcess) -> None:
     redact_process_logs()
     proc.userdata["vad"] = silero.VAD.load()
     proc.userdata["turn_detection"] = load_turn_detection()
+    # Move what start-up created (modules, models) out of the cyclic garbage collector's way: a full
+    # collection then scans only the sessions' objects, which shortens its pause of every session's loop.
+    gc.collect()
+    gc.freeze()
 
 
 def redact_process_logs() -> None:

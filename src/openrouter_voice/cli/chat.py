@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from typing import TextIO
 
@@ -27,6 +28,9 @@ from ..router import ConfigurationError, FallbackRouter, Usage
 from ..router.catalog import Catalog, CatalogUnavailableError
 
 HELP = "commands: /info  /models [filter]  /switch NAME  /help  /quit"
+MAX_QUESTION_CHARS = 20_000
+"""A question longer than this (some ten pages) is cut: no voice turn needs more, and every turn resends it."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class TerminalOutput(io.TextOutput):
@@ -92,6 +96,31 @@ async def build_router(settings: Settings, stack: contextlib.AsyncExitStack, con
     return router
 
 
+def readable(text: str, console: Console) -> str:
+    """``text`` as a question: control characters dropped, undecodable bytes (lone surrogates from a
+    non-UTF-8 terminal) shown as U+FFFD, cut to :data:`MAX_QUESTION_CHARS` with a note."""
+    text = text.strip()
+    if len(text) > MAX_QUESTION_CHARS:  # cut first: a 10 MB paste is not copied again and again below
+        console.print(f"[yellow]Your question is {len(text):,} characters long; only the first "
+                      f"{MAX_QUESTION_CHARS:,} are sent.[/yellow]")
+        text = text[:MAX_QUESTION_CHARS]
+    return _CONTROL.sub("", text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")).strip()
+
+
+def read_question(stdin: TextIO, console: Console) -> str:
+    """The piped question, read as raw bytes and at most enough for :data:`MAX_QUESTION_CHARS`, so
+    binary or non-UTF-8 input gives its readable text and a 10 MB line is never held (or decoded) whole."""
+    limit = MAX_QUESTION_CHARS * 4  # UTF-8 takes at most 4 bytes a character
+    raw = stdin.buffer.read(limit + 1) if hasattr(stdin, "buffer") else stdin.read(limit + 1).encode(
+        "utf-8", "surrogatepass")
+    text = raw[:limit].decode("utf-8", "replace")
+    if len(raw) > limit:
+        console.print(f"[yellow]The input is longer than {limit:,} bytes; only its first "
+                      f"{MAX_QUESTION_CHARS:,} characters are sent.[/yellow]")
+        text = text[:MAX_QUESTION_CHARS]
+    return readable(text, console)
+
+
 def footer(llm: OpenRouterLLM) -> str:
     completion = llm.last_completion
     if completion is None:
@@ -124,10 +153,12 @@ async def run_chat(settings: Settings, *, message: str | None, model: str | None
     stdin = stdin or sys.stdin
     interactive = message is None and stdin.isatty()
     if message is None and not interactive:
-        message = stdin.read().strip()
+        message = read_question(stdin, console)
         if not message:
             console.print("[red]No question on stdin.[/red] Pipe one in, pass it as an argument, or run in a terminal.")
             return 2
+    elif message is not None:
+        message = readable(message, console)
     async with contextlib.AsyncExitStack() as stack:
         catalog = Catalog.from_settings(settings)  # one catalog: the chain check, /models and switch_model
         router = await build_router(settings, stack, console, local_only=local_only, model=model, catalog=catalog)
@@ -149,6 +180,10 @@ async def run_chat(settings: Settings, *, message: str | None, model: str | None
                 line = (await asyncio.to_thread(input, "you> ")).strip()
             except (EOFError, KeyboardInterrupt):
                 break
+            except UnicodeDecodeError:  # a terminal that is not UTF-8
+                console.print("[yellow]That line is not UTF-8 text; please type it again.[/yellow]")
+                continue
+            line = readable(line, console)
             if not line:
                 continue
             if line in ("/quit", "/exit"):

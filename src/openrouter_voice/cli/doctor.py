@@ -21,6 +21,7 @@ import httpx2
 from .. import app
 from ..config import Settings
 from ..fetch import fetch
+from ..redact import redact
 from ..router import ConfigurationError
 from ..router.catalog import MAX_CATALOG_BYTES, Catalog, CatalogUnavailableError, check_chain
 
@@ -207,12 +208,12 @@ async def check_local_model(*, answer: bool = True) -> list[Check]:
                     return [Check("local model", Status.FAIL, f"installed, but the server crashed at its first "
                                   f"answer ({crashed.split(';')[0]})", REBUILD_HINT)]
                 return [Check("local model", Status.FAIL, f"installed, but its first answer failed: "
-                              f"{type(exc).__name__}: {str(exc)[:200]}",
+                              f"{type(exc).__name__}: {redact(str(exc))[:200]}",
                               "run `openrouter-voice chat --local` to see more")]
             took = time.perf_counter() - started
     except LocalModelError as exc:
         message = str(exc)
-        return [Check("local model", Status.FAIL, f"installed, but {message[:400]}",
+        return [Check("local model", Status.FAIL, f"installed, but {redact(message)[:400]}",
                       REBUILD_HINT if "killed by" in message else "see the server's error above")]
     return [Check("local model", Status.OK, f"answers offline (a first reply in {took:.1f} s)")]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 from typing import Annotated
 
@@ -85,14 +86,21 @@ def chat(
     raise typer.Exit(code)
 
 
+def _price(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value} is not a price: use a number of USD per million tokens, e.g. 0.5")
+    return value
+
+
 @app.command()
 def models(
     name: Annotated[str | None, typer.Argument(help="Substring of the id or name, e.g. 'gemini'.")] = None,
     tools: Annotated[bool, typer.Option("--tools", help="Only models that support tool calling.")] = False,
-    max_price: Annotated[float | None, typer.Option("--max-price", help="Max prompt price, USD per M tokens.")] = None,
-    min_context: Annotated[int | None, typer.Option("--min-context", help="Minimum context length.")] = None,
+    max_price: Annotated[float | None, typer.Option("--max-price", help="Max prompt price, USD per M tokens.",
+                                                    callback=_price)] = None,
+    min_context: Annotated[int | None, typer.Option("--min-context", help="Minimum context length.", min=0)] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore the on-disk cache.")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="Show at most this many rows.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", help="Show at most this many rows.", min=1)] = 50,
 ) -> None:
     """List OpenRouter's model catalog (cached on disk), cheapest first."""
     from .models import ModelFilter, filter_models, models_table

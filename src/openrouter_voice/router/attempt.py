@@ -31,6 +31,9 @@ from .types import Outcome, Target, Usage
 logger = logging.getLogger("openrouter_voice.router")
 
 _MAX_ERROR_BODY = 64 * 1024
+ERROR_BODY_WAIT = 0.25
+"""Longest wait for an error body after its status line: a healthy server sends it with the headers;
+one that drips it must not hold a turn (the status and Retry-After decide the fallback)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,22 +117,35 @@ def _close_late_response(task: asyncio.Future[httpx2.Response]) -> None:
     late.add_done_callback(_closing.discard)
 
 
-async def _read_error_body(response: httpx2.Response) -> Any:
+async def _read_error_body(response: httpx2.Response, until: float) -> Any:
+    """The decoded error body, read until loop time ``until`` at the latest: what arrived by then is used
+    (a body that drips must not hold the turn; the status and headers already say most of it)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= _MAX_ERROR_BODY:
-            break
+    try:
+        async with asyncio.timeout_at(until):
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= _MAX_ERROR_BODY:
+                    break
+    except (TimeoutError, httpx2.HTTPError):
+        pass
     raw = b"".join(chunks)[:_MAX_ERROR_BODY]
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
         text = raw.decode("utf-8", "replace").strip()
-        return {"error": {"message": text[:300]}} if text else None
+        return {"error": {"message": redact(text)[:300]}} if text else None
 
 
+def _classify(status: int, payload: Any, **kwargs: Any) -> ErrorInfo:
+    """:func:`classify`, but an error body it cannot understand is still a typed failure of the model."""
+    try:
+        return classify(status, payload, **kwargs)
+    except Exception as exc:  # not BaseException: a cancellation goes through
+        logger.debug("could not understand an error body: %s", type(exc).__name__, exc_info=True)
+        return classify(status, None, retry_after_header=kwargs.get("retry_after_header"))
 
 
 async def open_stream(client: httpx2.AsyncClient, target: Target, body: dict[str, Any], headers: dict[str, str],
@@ -139,11 +155,20 @@ async def open_stream(client: httpx2.AsyncClient, target: Target, body: dict[str
     ``deadline`` bounds the wait for headers (the first-token deadline, loop time); ``hard_stop`` any
     read at all. Raises :class:`AttemptFailed` for no headers in time, a connection error, a non-200
     status (decided from the status, headers and error body) or a reply that is not an SSE stream.
-    The response is closed before any of those is raised.
+    An error body is read only within the same deadline, and for at most :data:`ERROR_BODY_WAIT`:
+    the status (with Retry-After) decides the fallback even when the body never comes. The response
+    is closed before any of those is raised.
     """
     loop = asyncio.get_running_loop()
     url = target.base_url.rstrip("/") + "/chat/completions"
-    request = client.build_request("POST", url, json=body, headers=headers)
+    try:
+        request = client.build_request("POST", url, json=body, headers=headers)
+    except (httpx2.InvalidURL, httpx2.HTTPError) as exc:  # a target that cannot be asked
+        raise AttemptFailed(Outcome.CONNECTION_ERROR, _failure(
+            f"cannot send to {redact(url)[:200]}: {type(exc).__name__}"), served_model=target.model) from None
+    except (ValueError, TypeError) as exc:  # a body that cannot be encoded: the same for every model
+        raise AttemptFailed(Outcome.BAD_RESPONSE, _failure(
+            f"the request cannot be encoded ({type(exc).__name__})", Action.RAISE), served_model=target.model) from None
     try:
         async with asyncio.timeout_at(deadline):
             response = await _send(client, request)
@@ -154,27 +179,20 @@ async def open_stream(client: httpx2.AsyncClient, target: Target, body: dict[str
         raise AttemptFailed(Outcome.CONNECTION_ERROR, _failure(
             f"{type(exc).__name__}: {redact(str(exc))[:200]}"), served_model=target.model) from None
     try:
+        body_until = min(deadline, hard_stop, loop.time() + ERROR_BODY_WAIT)
         if response.status_code != 200:
-            try:
-                async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
-                    payload = await _read_error_body(response)
-            except (TimeoutError, httpx2.HTTPError):
-                payload = None
-            info = classify(response.status_code, payload, retry_after_header=response.headers.get("retry-after"))
+            payload = await _read_error_body(response, body_until)
+            info = _classify(response.status_code, payload, retry_after_header=response.headers.get("retry-after"))
             raise AttemptFailed(Outcome.HTTP_ERROR, info, served_model=target.model)
         content_type = response.headers.get("content-type", "")
         if "text/event-stream" not in content_type:
             # Some servers answer an error (or a non-streamed reply) as plain JSON with HTTP 200.
-            try:
-                async with asyncio.timeout_at(min(loop.time() + 5.0, hard_stop)):
-                    payload = await _read_error_body(response)
-            except (TimeoutError, httpx2.HTTPError):
-                payload = None
+            payload = await _read_error_body(response, body_until)
             if isinstance(payload, dict) and payload.get("error"):
-                raise AttemptFailed(Outcome.STREAM_ERROR, classify(200, payload, in_stream=True),
+                raise AttemptFailed(Outcome.STREAM_ERROR, _classify(200, payload, in_stream=True),
                                     served_model=target.model)
             raise AttemptFailed(Outcome.BAD_RESPONSE, _failure(
-                f"expected an SSE stream, got content-type {content_type!r}"), served_model=target.model)
+                f"expected an SSE stream, got content-type {redact(content_type)[:80]!r}"), served_model=target.model)
     except BaseException:
         await close_response(response)
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -24,6 +25,7 @@ import httpx2
 from ..cache import cache_root
 from ..fetch import fetch
 from .names import suggest_replacement
+from .numbers import count, finite
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -62,6 +64,8 @@ class ModelInfo:
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> ModelInfo:
+        """One ``/api/v1/models`` entry; :class:`ValueError` if a number in it is not a sane finite one
+        (``1e999``, ``NaN``, a 400-digit context length): such an entry cannot be trusted at all."""
         pricing = data.get("pricing") if isinstance(data.get("pricing"), dict) else {}
         assert isinstance(pricing, dict)
         params = data.get("supported_parameters") or []
@@ -78,17 +82,20 @@ class ModelInfo:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+    if value is None or value == "":
+        return 0  # absent
+    number = count(value) if not isinstance(value, str) else count(finite(value))
+    if number is None:
+        raise ValueError(f"context_length {str(value)[:40]!r} is not a sane count")
+    return number
 
 
 def _price(value: Any) -> float:
-    try:
-        price = float(value)
-    except (TypeError, ValueError):
-        return 0.0
+    if value is None or value == "":
+        return 0.0  # absent
+    price = finite(value, low=-math.inf)
+    if price is None:
+        raise ValueError(f"price {str(value)[:40]!r} is not a finite number")
     return price if price >= 0 else 0.0  # "-1" marks variable-priced routers
 
 
@@ -189,11 +196,24 @@ class Catalog:
 
 
 def parse_models(payload: Any) -> list[ModelInfo]:
-    """Parse a ``/api/v1/models`` body; entries without an id are skipped."""
+    """Parse a ``/api/v1/models`` body; entries without an id are skipped, and so are entries with
+    numbers that make no sense (one warning for all of them: a catalog is read often)."""
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, list):
         raise ValueError("the catalog response has no 'data' list")
-    return [ModelInfo.from_payload(item) for item in data if isinstance(item, dict) and item.get("id")]
+    models: list[ModelInfo] = []
+    bad: list[str] = []
+    for item in data:
+        if not isinstance(item, dict) or not item.get("id"):
+            continue
+        try:
+            models.append(ModelInfo.from_payload(item))
+        except (ValueError, TypeError, OverflowError) as exc:
+            bad.append(f"{str(item.get('id'))[:80]!r} ({exc})")
+    if bad:
+        logger.warning("skipped %d model catalog entr%s with unusable values: %s", len(bad),
+                       "y" if len(bad) == 1 else "ies", "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""))
+    return models
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 from ..redact import redact
 from .errors import Action, ErrorInfo, classify
 from .types import Outcome, ToolCall, Usage
+
+logger = logging.getLogger("openrouter_voice.router")
 
 MAX_TEXT_CHARS = 200_000
 MAX_TOOL_ARGS_CHARS = 100_000
@@ -85,6 +88,19 @@ def _bad(message: str, action: Action = Action.COOLDOWN) -> ChunkError:
     return ChunkError(Outcome.BAD_RESPONSE, ErrorInfo(status=None, message=message, action=action))
 
 
+def _shown(text: str, size: int = 80) -> str:
+    """The start of ``text`` for a message: masked *before* it is cut, so no cut leaves part of a key
+    (masking only the first 1,000 characters bounds the work; a key in the shown part lies within them)."""
+    return redact(text[:1000])[:size]
+
+
+def unreadable(exc: Exception) -> ChunkError:
+    """A reply that made parsing fail in a way no check foresaw: the model's failure (cooldown), with
+    the exception's type logged at debug level so a bug here still shows up in a debug log."""
+    logger.debug("could not understand a reply: %s: %s", type(exc).__name__, redact(str(exc))[:200], exc_info=True)
+    return _bad(f"unreadable reply ({type(exc).__name__})")
+
+
 class ChunkParser:
     """Accumulates one streamed reply from its events' data; see the module docstring."""
 
@@ -100,7 +116,17 @@ class ChunkParser:
         self._builders: dict[int, _ToolCallBuilder] = {}
 
     def feed(self, data: str) -> Parsed:
-        """Parse one event's data. Raises :class:`ChunkError` when the stream reports or shows a failure."""
+        """Parse one event's data. Raises :class:`ChunkError` when the stream reports or shows a failure,
+        and for anything in it this parser cannot understand: a reply it cannot read is that model's
+        failure (the chain moves on), never an exception from outside the router's hierarchy."""
+        try:
+            return self._feed(data)
+        except ChunkError:
+            raise
+        except Exception as exc:  # not BaseException: a cancellation must go through untouched
+            raise unreadable(exc) from None
+
+    def _feed(self, data: str) -> Parsed:
         if not data:
             return _NOTHING
         if data.strip() == "[DONE]":
@@ -108,7 +134,7 @@ class ChunkParser:
         try:
             chunk = json.loads(data)
         except ValueError:
-            raise _bad(f"malformed JSON in stream: {redact(data[:80])!r}") from None
+            raise _bad(f"malformed JSON in stream: {_shown(data)!r}") from None
         if not isinstance(chunk, dict):
             raise _bad("stream chunk is not a JSON object")
         self._note_metadata(chunk)
@@ -187,6 +213,14 @@ class ChunkParser:
 
     def finish(self, ttft: float | None = None) -> AttemptDone:
         """The stream ended: the whole reply, or :class:`ChunkError` if it is truncated, empty or unusable."""
+        try:
+            return self._finish(ttft)
+        except ChunkError:
+            raise
+        except Exception as exc:
+            raise unreadable(exc) from None
+
+    def _finish(self, ttft: float | None) -> AttemptDone:
         if self.finish_reason is None:
             # Even after [DONE]: llama.cpp's server, interrupted by a newer request, sends [DONE] mid-reply.
             # A reply only counts as whole when its last choice says why it stopped.
@@ -207,7 +241,7 @@ class ChunkParser:
             try:
                 parsed = json.loads(arguments)
             except ValueError:
-                raise _bad(f"tool call {builder.name!r} has invalid JSON arguments: {redact(arguments[:80])!r}",
+                raise _bad(f"tool call {builder.name!r} has invalid JSON arguments: {_shown(arguments)!r}",
                            Action.NEXT) from None
             if not isinstance(parsed, dict):
                 raise _bad(f"tool call {builder.name!r} arguments are not a JSON object", Action.NEXT)

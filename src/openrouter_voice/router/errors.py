@@ -87,8 +87,17 @@ _REQUEST_PROBLEM_TYPES = {"context_length_exceeded", "content_policy_violation",
 _TRANSIENT_TYPES = {"rate_limit_exceeded", "provider_overloaded", "provider_unavailable", "timeout", "server"}
 
 
+MAX_RETRY_AFTER = 3600.0
+"""The longest wait an upstream can ask for (the router's own exclusion hour); longer is clamped."""
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent/bad."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), clamped into
+    [0, :data:`MAX_RETRY_AFTER`]; None if absent or unreadable.
+
+    >>> parse_retry_after("7"), parse_retry_after("1e999"), parse_retry_after("-5"), parse_retry_after("NaN")
+    (7.0, 3600.0, 0.0, None)
+    """
     if value is None:
         return None
     value = value.strip()
@@ -99,20 +108,28 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds < 0:  # NaN or in the past
-        return 0.0 if seconds == seconds else None
-    return min(seconds, 24 * 3600.0)
+    return _clamp_wait(seconds)
+
+
+def _clamp_wait(seconds: float) -> float | None:
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _as_float(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+    """A ``retry_after`` from an error body: a JSON number (any size, even ``1e999``) or a string."""
     if isinstance(value, str):
         return parse_retry_after(value)
-    return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return _clamp_wait(float(value))
+    except OverflowError:  # an integer too big for a float: "very long"
+        return MAX_RETRY_AFTER if value > 0 else 0.0
 
 
 def classify(

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import httpcore2
 import httpx2
 
 from ..redact import register_secret
@@ -39,7 +42,7 @@ from .errors import ConfigurationError
 from .health import HealthTracker
 from .plan import left_out, order, tools_first
 from .ranking import UptimeRanking
-from .request import headers_for
+from .request import check_body, encodable, header_safe, headers_for
 from .stragglers import Stragglers
 from .stream import RouterStream
 from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
@@ -57,7 +60,14 @@ def _http_client(max_connections: int) -> httpx2.AsyncClient:
                           keepalive_expiry=60.0)
     # Deadlines are enforced by the router per attempt; these are only backstops.
     timeout = httpx2.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
-    return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+    return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False, verify=_tls_context())
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA store takes ~20-30 ms of the event loop; a router per voice session would block
+    # every other session that long at each start. One context serves every client (it is thread-safe).
+    return httpcore2.default_ssl_context()
 
 
 class FallbackRouter:
@@ -125,8 +135,8 @@ class FallbackRouter:
         max_reply_chars: int = defaults.MAX_REPLY_CHARS,
         max_tool_args_chars: int = defaults.MAX_TOOL_ARGS_CHARS,
     ) -> None:
-        self.api_key = api_key
         register_secret(api_key)
+        self.api_key = header_safe("api_key (OPENROUTER_API_KEY)", api_key)
         self.base_url = base_url.rstrip("/")
         self.first_token_timeout = float(first_token_timeout)
         self.stall_timeout = float(stall_timeout)
@@ -146,12 +156,11 @@ class FallbackRouter:
         # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
         self.max_reply_chars = max_reply_chars
         self.max_tool_args_chars = max_tool_args_chars
-        self.app_name = app_name
-        self.app_url = app_url
+        self.app_name = header_safe("app_name", app_name)
+        self.app_url = header_safe("app_url", app_url)
         self._endpoints: dict[str, tuple[str, str | None]] = {}
         for name, (url, key) in (endpoints or {}).items():
-            register_secret(key)
-            self._endpoints[name] = (url.rstrip("/"), key)
+            self.add_endpoint(name, url, key)
         self.endpoint_options = {name: dict(opts) for name, opts in (endpoint_options or {}).items()}
         self.health = health or HealthTracker()
         self._stragglers = Stragglers(self.health)
@@ -204,6 +213,7 @@ class FallbackRouter:
         """Register an OpenAI-compatible endpoint that ``model@name`` ids refer to; ``options`` are request
         fields sent only to this endpoint (they override the turn's own)."""
         register_secret(api_key)
+        header_safe(f"the api_key of endpoint {name!r} (OPENROUTER_VOICE_ENDPOINTS)", api_key)
         self._endpoints[name] = (base_url.rstrip("/"), api_key)
         if options:
             self.endpoint_options[name] = dict(options)
@@ -300,8 +310,10 @@ class FallbackRouter:
                 body["tool_choice"] = tool_choice
             if parallel_tool_calls is not None:
                 body["parallel_tool_calls"] = parallel_tool_calls
+        sendable = encodable(list(messages))
+        check_body(body, sendable)  # unsendable (NaN, objects): BadRequestError before any request
         stream = RouterStream(attempts)
-        stream._generator = self._run(list(messages), body, attempts, sink=stream)
+        stream._generator = self._run(sendable, body, attempts, sink=stream)
         return stream
 
     async def complete(

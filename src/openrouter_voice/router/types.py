@@ -6,6 +6,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from .numbers import count, finite
+
+MAX_COST = 1e6
+"""USD for one request: anything above is a bogus value, not a bill."""
+
 #: An OpenAI-style chat message (``{"role": "user", "content": "..."}``).
 Message = dict[str, Any]
 #: An OpenAI-style tool definition (``{"type": "function", "function": {...}}``).
@@ -63,10 +68,15 @@ class Usage:
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> Usage:
-        """Parse an OpenAI/OpenRouter ``usage`` object, tolerating missing or null fields."""
+        """Parse an OpenAI/OpenRouter ``usage`` object, tolerating missing or null fields; a count or
+        cost that is not a sane finite number (``1e999``, ``NaN``, a 400-digit integer) counts as absent.
+
+        >>> Usage.from_payload({"prompt_tokens": 1e999, "completion_tokens": 3, "cost": float("nan")})
+        Usage(prompt_tokens=0, completion_tokens=3, total_tokens=3, cached_tokens=0, reasoning_tokens=0, cost=None)
+        """
 
         def _int(value: Any) -> int:
-            return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+            return count(value) or 0
 
         prompt_details = data.get("prompt_tokens_details") or {}
         completion_details = data.get("completion_tokens_details") or {}
@@ -81,7 +91,7 @@ class Usage:
             reasoning_tokens=(
                 _int(completion_details.get("reasoning_tokens")) if isinstance(completion_details, dict) else 0
             ),
-            cost=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            cost=finite(cost, high=MAX_COST, strings=False),
         )
 
     def __add__(self, other: Usage) -> Usage:

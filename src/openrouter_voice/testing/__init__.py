@@ -6,7 +6,8 @@
 """
 
 from .chaos import FAULTS, ChaosScript, intended_reply
+from .lag import LoopLagMonitor
 from .upstream import RecordedRequest, Script, ScriptedUpstream, default_catalog
 
-__all__ = ["FAULTS", "ChaosScript", "RecordedRequest", "Script", "ScriptedUpstream", "default_catalog",
-           "intended_reply"]
+__all__ = ["FAULTS", "ChaosScript", "LoopLagMonitor", "RecordedRequest", "Script", "ScriptedUpstream",
+           "default_catalog", "intended_reply"]

@@ -38,7 +38,8 @@ class Script:
     """How the server answers one request for a model.
 
     Timing: ``ttft`` seconds before the first token, then ``tokens_per_second``. Failures:
-    ``status`` (HTTP error, with ``retry_after`` and ``error_body``), ``hang`` (accept and never
+    ``status`` (HTTP error, with ``retry_after`` and ``error_body``; ``error_body_drip`` sends the headers
+    at once and then the body one byte every that many seconds), ``hang`` (accept and never
     answer), ``keepalive_only`` (send keep-alive comments forever), ``error_after_tokens`` (in-stream
     error event with ``error_code``), ``stall_after_tokens`` (stop sending, keep the connection open),
     ``drop_after_tokens`` (close the connection abruptly), ``dribble_after_tokens`` (from then on one
@@ -53,6 +54,7 @@ class Script:
     status: int | None = None
     retry_after: float | str | None = None
     error_body: Any = None
+    error_body_drip: float | None = None
     error_code: int | str = 502
     error_message: str = "Provider returned error"
     error_type: str | None = None
@@ -307,7 +309,7 @@ class ScriptedUpstream:
             return web.json_response({"error": {"code": 401, "message": "User not found."}}, status=401)
         script = self._pick(model, body)
         if script.status is not None:
-            return self._error_response(script)
+            return await self._error_response(request, script)
         if script.hang:
             await asyncio.sleep(3600)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])
@@ -316,7 +318,7 @@ class ScriptedUpstream:
             return await self._non_stream(script, model, prompt_tokens)
         return await self._stream(request, script, model, prompt_tokens)
 
-    def _error_response(self, script: Script) -> web.Response:
+    async def _error_response(self, request: web.Request, script: Script) -> web.StreamResponse:
         assert script.status is not None
         headers = {}
         if script.retry_after is not None:
@@ -327,9 +329,26 @@ class ScriptedUpstream:
             if script.error_type:
                 error["metadata"] = {"error_type": script.error_type}
             payload = {"error": error}
+        if script.error_body_drip is not None:
+            return await self._drip(request, script, payload, headers)
         if isinstance(payload, str | bytes):
             return web.Response(status=script.status, body=payload, headers=headers, content_type="text/plain")
         return web.json_response(payload, status=script.status, headers=headers)
+
+    async def _drip(self, request: web.Request, script: Script, payload: Any,
+                    headers: dict[str, str]) -> web.StreamResponse:
+        """Headers at once, then the error body one byte every ``script.error_body_drip`` seconds."""
+        assert script.status is not None
+        assert script.error_body_drip is not None
+        raw = payload if isinstance(payload, bytes) else (
+            payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
+        response = web.StreamResponse(status=script.status, headers={**headers, "Content-Type": "application/json"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+            for byte in raw:
+                await response.write(bytes([byte]))
+                await asyncio.sleep(script.error_body_drip)
+        return response
 
     async def _non_stream(self, script: Script, model: str, prompt_tokens: int) -> web.Response:
         await asyncio.sleep(script.ttft)
