@@ -27,10 +27,10 @@ from openrouter_voice.agent.worker import (
     wants_local_model,
 )
 from openrouter_voice.config import load_settings
+from openrouter_voice.local import REQUEST_OPTIONS
 from openrouter_voice.speech.local_stt import LocalSTT
 from openrouter_voice.speech.local_tts import LocalTTS
 from openrouter_voice.speech.watchdog import WatchedSTT
-from openrouter_voice.local import REQUEST_OPTIONS
 from openrouter_voice.testing import Script, ScriptedUpstream
 from tests.conftest import TEST_KEY, require_local_extra
 

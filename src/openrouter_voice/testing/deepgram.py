@@ -110,7 +110,7 @@ class _Session:
         self.answered = False
 
     def _live(self) -> DeepgramScript:
-        self.script, self.generation = self.server._current(self.script, self.generation)  # noqa: SLF001
+        self.script, self.generation = self.server._current(self.script, self.generation)
         return self.script
 
     async def run(self) -> None:
@@ -169,14 +169,14 @@ class _Session:
     def _interim_words(self) -> str:
         # the first word or so of what is coming: enough for LiveKit to see the user talking
         upcoming = self.server.transcripts[min(self.server._said, len(self.server.transcripts) - 1)] \
-            if self.server.transcripts else ""  # noqa: SLF001
+            if self.server.transcripts else ""
         words = upcoming.split()
         return " ".join(words[: max(1, int(len(words) * (self.received - self.start) / 3.0))])
 
     async def _end_utterance(self, *, from_finalize: bool) -> None:
         assert self.utterance is not None
         pcm, self.utterance = bytes(self.utterance), None
-        text = await asyncio.to_thread(self.server._words_for, pcm, self.rate)  # noqa: SLF001
+        text = await asyncio.to_thread(self.server._words_for, pcm, self.rate)
         self.conn.utterances.append(text)
         await self._results(text, is_final=True, from_finalize=from_finalize)
         await self._send({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": self.received - self.quiet})

@@ -92,7 +92,7 @@ class SpeechServer(Generic[S]):
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server: Any = site._server  # noqa: SLF001
+        server: Any = site._server
         self.port = server.sockets[0].getsockname()[1]
         return self
 
@@ -119,6 +119,6 @@ def refusal(status: int) -> web.Response:
 
 def abort(ws: web.WebSocketResponse) -> None:
     """Drop ``ws``'s TCP connection without a close frame."""
-    transport = ws._req.transport if ws._req is not None else None  # noqa: SLF001
+    transport = ws._req.transport if ws._req is not None else None
     if transport is not None:
         transport.abort()

@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from livekit.agents import Agent, AgentSession
 from livekit.agents.metrics import EOUMetrics, LLMMetrics, STTMetrics, TTSMetrics
+from livekit.agents.utils import http_context
 
 from .voice import Audio, CallerInput, Speaker
 
@@ -59,6 +60,7 @@ class VoiceCall:
         self.metrics: list[Any] = []
         self.closed: list[Any] = []
         self._answered = asyncio.Event()
+        self._http: Any = None
         session.on("user_input_transcribed", self._on_transcript)
         session.on("conversation_item_added", self._on_item)
         session.on("metrics_collected", lambda ev: self.metrics.append(ev.metrics))
@@ -75,6 +77,9 @@ class VoiceCall:
             self._answered.set()
 
     async def __aenter__(self) -> Self:
+        # the provider plugins take their HTTP session from LiveKit's job context; outside a job, open one
+        self._http = http_context.open()
+        await self._http.__aenter__()
         self.session.input.audio = self.mic
         self.session.output.audio = self.speaker
         await self.session.start(self.agent)
@@ -82,15 +87,18 @@ class VoiceCall:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self.session.aclose()
+        try:
+            await self.session.aclose()
+        finally:
+            await self._http.__aexit__(exc_type, exc, tb)
 
-    async def say(self, audio: Audio, *, timeout: float = 30.0, settle: float = 0.3) -> Turn:
-        """Speak ``audio`` and wait for the agent's whole answer (or ``timeout``); the turn as heard."""
+    async def say(self, audio: Audio, *, wait: float = 30.0, settle: float = 0.3) -> Turn:
+        """Speak ``audio`` and wait for the agent's whole answer (at most ``wait`` s); the turn as heard."""
         started = time.monotonic()
         heard_before, answers_before, metrics_before = len(self.heard), len(self.answers), len(self.metrics)
         self._answered.clear()
         speech_end = await self.mic.speak(audio)
-        deadline = speech_end + timeout
+        deadline = speech_end + wait
         while len(self.answers) == answers_before and time.monotonic() < deadline:
             self._answered.clear()
             try:
