@@ -21,7 +21,7 @@ from openrouter_voice.testing.cartesia import ScriptedCartesia
 from openrouter_voice.testing.deepgram import ScriptedDeepgram
 from openrouter_voice.testing.voice import Audio
 from openrouter_voice.testing.voice_call import VoiceCall
-from tests.agent.conftest import FakeOpenMeteo, open_meteo  # noqa: F401  (the fixture)
+from tests.agent.conftest import FakeOpenMeteo, make_agent, open_meteo  # noqa: F401  (fixtures)
 from tests.conftest import TEST_KEY
 
 _speech: dict[str, Audio] = {}

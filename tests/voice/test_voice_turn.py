@@ -72,7 +72,7 @@ async def test_caller_speaking_over_the_agent_stops_it_and_closes_the_llm_stream
         await asyncio.sleep(0.05)
     await asyncio.sleep(3.2)
     assert upstream.open_streams == 1  # the reply is still streaming from the model
-    turn = await voice.say(await speech("Stop, wait a moment."))
+    await voice.say(await speech("Stop, wait a moment."))
     assert voice.speaker.interruptions >= 1
     assert any(interrupted for _, interrupted in voice.answers)
     assert upstream.open_streams == 0  # the interrupted reply's upstream stream was closed

@@ -7,6 +7,7 @@ voice, and the local model.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,12 @@ async def run_talk(settings: Settings, files: list[Path], *, out: Path | None, c
         return 2
     from livekit.plugins import silero
 
+    from ..speech.local_tts import ESPEAK_HINT
+
+    if shutil.which("espeak-ng") is None:  # the local voice is the TTS's last resort: say so before starting
+        console.print(f"[red]{escape(ESPEAK_HINT)}[/red]")
+        if settings.cartesia_api_key is None:
+            return 2
     async with contextlib.AsyncExitStack() as stack:
         catalog = Catalog.from_settings(settings)
         router = await build_router(settings, stack, console, local_only=False, model=None, catalog=catalog)

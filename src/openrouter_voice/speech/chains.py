@@ -18,6 +18,8 @@ which are cut to voice scale below.
 
 from __future__ import annotations
 
+from typing import Any
+
 from livekit.agents import APIConnectOptions, stt, tts, vad
 
 from ..config import Settings
@@ -26,7 +28,8 @@ from .local_tts import LocalTTS
 from .watchdog import WatchedSTT
 
 STT_CONNECT_TIMEOUT = 3.0  # seconds for Deepgram's handshake before the local STT takes over
-STT_STALL_AFTER = 1.0  # seconds of speech with no word back from Deepgram (it says SpeechStarted at once) before it is given up
+# seconds of speech with no word back from Deepgram (it says SpeechStarted at once) before it is given up
+STT_STALL_AFTER = 1.0
 TTS_TIMEOUT = 3.0  # seconds Cartesia may stay silent (handshake, or between messages) before the local voice speaks
 # The session's connection options for speech: one attempt per provider inside the adapters (they
 # move to the next provider rather than retry), and a voice-scale timeout.
@@ -34,7 +37,7 @@ TTS_CONN_OPTIONS = APIConnectOptions(max_retry=1, timeout=TTS_TIMEOUT, retry_int
 STT_CONN_OPTIONS = APIConnectOptions(max_retry=1, timeout=STT_CONNECT_TIMEOUT, retry_interval=0.1)
 
 
-def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT | None = None) -> stt.STT:
+def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT[Any] | None = None) -> stt.STT[Any]:
     """Deepgram (watched) then ``local`` (PocketSphinx by default), or ``local`` alone without a key.
 
     The local STT is not streaming: LiveKit's adapters cut its audio into utterances with ``vad``.
@@ -50,7 +53,7 @@ def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT | None = None)
                                attempt_timeout=STT_CONNECT_TIMEOUT, max_retry_per_stt=0, retry_interval=0.1)
 
 
-def build_tts(settings: Settings, *, local: tts.TTS | None = None) -> tts.TTS:
+def build_tts(settings: Settings, *, local: tts.TTS[Any] | None = None) -> tts.TTS[Any]:
     """Cartesia then ``local`` (Piper's "joe" voice by default), or ``local`` alone without a key."""
     local = local or LocalTTS()
     if settings.cartesia_api_key is None:

@@ -24,7 +24,7 @@ SAMPLE_RATE = 16000  # the rate PocketSphinx's acoustic model was trained on
 MODEL = "pocketsphinx-en-us"
 
 
-class LocalSTT(stt.STT):
+class LocalSTT(stt.STT[Any]):
     """PocketSphinx behind LiveKit's STT interface; CPU only, nothing downloaded."""
 
     def __init__(self) -> None:

@@ -56,7 +56,7 @@ def _load_voice() -> _Voice:
                    float(inference.get("noise_w", 0.8))), config.get("espeak", {}).get("voice", "en-us"))
 
 
-class LocalTTS(tts.TTS):
+class LocalTTS(tts.TTS[Any]):
     """Piper's "joe" voice behind LiveKit's TTS interface (non-streaming: LiveKit's StreamAdapter
     feeds it sentence by sentence). CPU only; a sentence takes about 0.1 s per second of speech."""
 
@@ -101,7 +101,8 @@ class LocalTTS(tts.TTS):
         if len(ids) <= 3:
             return np.zeros(0, dtype=np.int16)
         audio = await asyncio.to_thread(self._infer, voice, ids)
-        return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+        samples: np.ndarray[Any, np.dtype[np.int16]] = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+        return samples
 
     def _infer(self, voice: _Voice, ids: list[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
         with self._lock:  # onnxruntime sessions are thread-safe, but one at a time keeps a core free

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import numpy as np
 from livekit import rtc
@@ -27,13 +28,13 @@ def is_loud(frame: rtc.AudioFrame, threshold: float = SPEECH_RMS) -> bool:
     return bool(samples.size) and float(np.sqrt(np.mean(samples**2))) > threshold
 
 
-class WatchedSTT(stt.STT):
+class WatchedSTT(stt.STT[Any]):
     """``inner`` (a streaming STT), failing after ``stall_after`` s of speech without any reply.
 
     >>> primary = WatchedSTT(deepgram.STT(api_key=key), stall_after=2.0)  # doctest: +SKIP
     """
 
-    def __init__(self, inner: stt.STT, *, stall_after: float = 2.0) -> None:
+    def __init__(self, inner: stt.STT[Any], *, stall_after: float = 2.0) -> None:
         super().__init__(capabilities=inner.capabilities)
         self.inner = inner
         self.stall_after = stall_after
@@ -86,7 +87,8 @@ class _WatchedStream(stt.RecognizeStream):
 
         async def relay() -> None:
             async for event in inner:
-                self._unanswered = 0.0
+                if event.type != stt.SpeechEventType.RECOGNITION_USAGE:  # usage is counted locally: not a reply
+                    self._unanswered = 0.0
                 self._event_ch.send_nowait(event)
 
         async with inner:

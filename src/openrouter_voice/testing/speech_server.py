@@ -45,7 +45,7 @@ class SpeechServer(Generic[S]):
 
     def script(self, source: S | Sequence[S]) -> None:
         """Script what connections do from now on (see the class docstring)."""
-        self._scripts = [source] if isinstance(source, Fault) else list(source)  # type: ignore[list-item]
+        self._scripts = [source] if isinstance(source, Fault) else list(source)
         self._generation += 1
         self._next = 1 if self._open else 0
 
