@@ -16,7 +16,7 @@ from openrouter_voice.config import Settings
 from openrouter_voice.speech.watchdog import WatchedSTT
 from openrouter_voice.testing import Script
 from openrouter_voice.testing.cartesia import CartesiaScript
-from openrouter_voice.testing.voice import Audio, read_wav, write_wav
+from openrouter_voice.testing.voice import read_wav, write_wav
 from tests.conftest import TEST_KEY
 from tests.voice.conftest import local_stt, local_tts, speech
 
@@ -66,7 +66,7 @@ async def test_the_watchdog_gives_up_on_a_deaf_stt_after_speech_not_after_silenc
     for i in range(0, len(loud) - 320, 320):
         stream.push_frame(rtc.AudioFrame(loud[i:i + 320].tobytes(), 16000, 1, 320))
     stream.end_input()
-    with pytest.raises(APIConnectionError, match="no transcript after 0.5 s of speech"):
+    with pytest.raises(APIConnectionError, match=r"no transcript after 0\.5 s of speech"):
         async for _ in stream:
             pass
     await stream.aclose()
@@ -75,7 +75,7 @@ async def test_the_watchdog_gives_up_on_a_deaf_stt_after_speech_not_after_silenc
 def test_a_wav_that_is_not_pcm_is_refused_with_the_fix(tmp_path):
     bad = tmp_path / "q.wav"
     bad.write_bytes(b"RIFF....not a wav")
-    with pytest.raises(ValueError, match="not a PCM WAV file.*ffmpeg"):
+    with pytest.raises(ValueError, match=r"not a PCM WAV file.*ffmpeg"):
         read_wav(bad)
     wide = tmp_path / "wide.wav"
     with wave.open(str(wide), "wb") as wav:
