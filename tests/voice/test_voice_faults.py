@@ -17,7 +17,7 @@ QUESTION = "Hello, can you hear me?"
 async def answered(voice, *, tries: int = 2):
     """Ask until answered (a caller repeats a question the line swallowed); the answering turn."""
     for _ in range(tries):
-        turn = await voice.say(await speech(QUESTION), wait=12.0)
+        turn = await voice.say(await speech(QUESTION), wait=7.0)  # a healthy answer starts within ~3 s
         if turn.answer:
             return turn
     return turn

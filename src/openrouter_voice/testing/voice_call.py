@@ -61,6 +61,7 @@ class VoiceCall:
         self.closed: list[Any] = []
         self._answered = asyncio.Event()
         self._http: Any = None
+        self._http_session: Any = None
         session.on("user_input_transcribed", self._on_transcript)
         session.on("conversation_item_added", self._on_item)
         session.on("metrics_collected", lambda ev: self.metrics.append(ev.metrics))
@@ -79,7 +80,7 @@ class VoiceCall:
     async def __aenter__(self) -> Self:
         # the provider plugins take their HTTP session from LiveKit's job context; outside a job, open one
         self._http = http_context.open()
-        await self._http.__aenter__()
+        self._http_session = await self._http.__aenter__()
         self.session.input.audio = self.mic
         self.session.output.audio = self.speaker
         await self.session.start(self.agent)
@@ -87,10 +88,16 @@ class VoiceCall:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        # nothing is left to transcribe once the last turn is answered: LiveKit's 2 s wait for a last
+        # transcript at close would only delay the end of every call
+        self.session._opts.session_close_transcript_timeout = 0.2
         try:
             await self.session.aclose()
         finally:
             await self._http.__aexit__(exc_type, exc, tb)
+            # a test fixture may close the call in another context than it opened it, where LiveKit's
+            # context variable is unset and its own exit closes nothing
+            await self._http_session.close()
 
     async def say(self, audio: Audio, *, wait: float = 30.0, settle: float = 0.3) -> Turn:
         """Speak ``audio`` and wait for the agent's whole answer (at most ``wait`` s); the turn as heard."""
