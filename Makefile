@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test lint bench clean llama-wheel
+.PHONY: chat test lint bench clean llama-wheel espeak-ng
 
 # llama.cpp (the 'local' extra) is built once into a wheel kept beside pip's cache, for any x86-64 with
 # AVX2 rather than -march=native: a native build uses AMX where the build machine advertises it and then
@@ -39,10 +39,18 @@ llama-wheel: | $(BIN)/python
 	  CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip wheel --quiet --no-deps --no-cache-dir '$(LLAMA)' -w '$(WHEELS).tmp' && \
 	  mv '$(WHEELS).tmp' '$(WHEELS)'; }
 
-chat: $(VENV)/.installed-local
+# The local voice turns text into phonemes with espeak-ng (GPL-3.0), run as a separate program: a
+# system package, installed here when missing and we may (root with apt), else named with the fix.
+espeak-ng:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "The local voice needs espeak-ng: sudo apt-get install espeak-ng (or brew install espeak-ng)"; fi; }
+
+chat: $(VENV)/.installed-local | espeak-ng
 	$(BIN)/openrouter-voice chat $(ARGS)
 
-test: $(VENV)/.installed-dev,local
+test: $(VENV)/.installed-dev,local | espeak-ng
 	OPENROUTER_VOICE_REQUIRE_LOCAL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev,local

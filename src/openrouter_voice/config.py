@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     livekit_api_secret: SecretStr | None = None
     deepgram_api_key: SecretStr | None = None
     cartesia_api_key: SecretStr | None = None
+    # Where the speech services are (a scripted server on 127.0.0.1 for tests and rehearsals).
+    deepgram_base_url: str = Field(
+        default="https://api.deepgram.com", validation_alias=AliasChoices("DEEPGRAM_BASE_URL", "deepgram_base_url"),
+    )
+    cartesia_base_url: str = Field(
+        default="https://api.cartesia.ai", validation_alias=AliasChoices("CARTESIA_BASE_URL", "cartesia_base_url"),
+    )
 
     weather_geocoding_url: str = Field(
         default="https://geocoding-api.open-meteo.com/v1/search",
@@ -158,7 +165,8 @@ class Settings(BaseSettings):
     def _check_default(cls, value: str) -> str:
         return validate_model_id(value, variable="OPENROUTER_DEFAULT_MODEL")
 
-    @field_validator("openrouter_base_url", "weather_geocoding_url", "weather_forecast_url")
+    @field_validator("openrouter_base_url", "weather_geocoding_url", "weather_forecast_url", "deepgram_base_url",
+                     "cartesia_base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
@@ -270,6 +278,8 @@ _FIXES = {
     "OPENROUTER_FALLBACK_MODELS": "use a comma list, e.g. openai/gpt-4o-mini,meta-llama/llama-3.1-8b-instruct",
     "OPENROUTER_DEFAULT_MODEL": "use an id such as google/gemini-2.5-flash-lite",
     "OPENROUTER_APP_NAME": "use plain ASCII, e.g. OPENROUTER_APP_NAME=My Voice App",
+    "DEEPGRAM_BASE_URL": "use an http(s) URL, e.g. https://api.deepgram.com (or unset it)",
+    "CARTESIA_BASE_URL": "use an http(s) URL, e.g. https://api.cartesia.ai (or unset it)",
     "OPENROUTER_APP_URL": "use an ASCII URL (percent-encode other characters), e.g. https://example.com",
     "OPENROUTER_API_KEY": "copy the key again from https://openrouter.ai/keys, on one line",
 }

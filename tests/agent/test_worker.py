@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from livekit.agents import AgentSession, cli, llm
+from livekit.agents import AgentSession, cli, llm, stt, tts
 
 from openrouter_voice.agent import OpenRouterLLM
 from openrouter_voice.agent.worker import (
@@ -28,6 +28,9 @@ from openrouter_voice.agent.worker import (
 )
 from openrouter_voice.config import load_settings
 from openrouter_voice.local import REQUEST_OPTIONS
+from openrouter_voice.speech.local_stt import LocalSTT
+from openrouter_voice.speech.local_tts import LocalTTS
+from openrouter_voice.speech.watchdog import WatchedSTT
 from openrouter_voice.testing import Script, ScriptedUpstream
 from tests.conftest import TEST_KEY, require_local_extra
 
@@ -47,13 +50,12 @@ def env(monkeypatch, tmp_path):
 
 def test_missing_settings_are_named_per_subcommand(env):
     settings = load_settings()
-    assert missing_settings(settings, "dev") == ["DEEPGRAM_API_KEY", "CARTESIA_API_KEY", "LIVEKIT_URL",
-                                                 "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"]
-    assert missing_settings(settings, "console") == ["DEEPGRAM_API_KEY", "CARTESIA_API_KEY"]
+    # speech keys are optional (the local engines hear and speak without them); LiveKit's are not
+    assert missing_settings(settings, "dev") == ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"]
+    assert missing_settings(settings, "console") == []
     assert missing_settings(settings, "download-files") == []
-    env.setenv("DEEPGRAM_API_KEY", "dg-key-123456")
-    env.setenv("CARTESIA_API_KEY", "ca-key-123456")
-    assert missing_settings(load_settings(), "console") == []
+    env.setenv("LIVEKIT_URL", "ws://127.0.0.1:7880")
+    assert missing_settings(load_settings(), "start") == ["LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"]
 
 
 def test_run_worker_refuses_to_start_and_says_what_is_missing(env, capsys):
@@ -61,7 +63,7 @@ def test_run_worker_refuses_to_start_and_says_what_is_missing(env, capsys):
         run_worker(["dev"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "missing DEEPGRAM_API_KEY, CARTESIA_API_KEY, LIVEKIT_URL" in err
+    assert "missing LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET" in err
     assert "openrouter-voice doctor" in err
 
 
@@ -93,8 +95,14 @@ async def test_session_components_come_from_settings_and_llm_retries_are_off(env
     session = build_session(settings, vad=silero.VAD.load(), turn_detection="vad",
                             llm=await build_llm(settings, check=False))
     assert isinstance(session, AgentSession)
-    assert type(session.stt).__module__.startswith("livekit.plugins.deepgram")
-    assert type(session.tts).__module__.startswith("livekit.plugins.cartesia")
+    # Deepgram (watched for silence) then the local STT; Cartesia then the local voice
+    assert isinstance(session.stt, stt.FallbackAdapter) and isinstance(session.tts, tts.FallbackAdapter)
+    first_stt, last_stt = session.stt._stt_instances
+    assert isinstance(first_stt, WatchedSTT) and type(first_stt.inner).__module__.startswith("livekit.plugins.deepgram")
+    assert isinstance(last_stt, stt.StreamAdapter) and isinstance(last_stt.wrapped_stt, LocalSTT)
+    assert [type(t).__module__.split(".")[-2] for t in session.tts._tts_instances] == ["cartesia", "speech"]
+    assert isinstance(session.tts._tts_instances[1], LocalTTS)
+    assert session.conn_options.tts_conn_options.timeout <= 3.0
     assert isinstance(session.llm, OpenRouterLLM)
     assert [t.model for t in session.llm.router.models] == ["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"]
     assert session.conn_options.llm_conn_options.max_retry == 0

@@ -1,4 +1,5 @@
-"""The LiveKit worker: Deepgram STT, Cartesia TTS, Silero VAD, LiveKit turn detection, our LLM.
+"""The LiveKit worker: Deepgram then local STT, Cartesia then local TTS, Silero VAD, LiveKit turn
+detection, our LLM.
 
 Run it with livekit's own subcommands through the package's console script::
 
@@ -24,7 +25,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, cli
-from livekit.agents.types import NOT_GIVEN
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .. import app
@@ -42,7 +42,6 @@ logger = logging.getLogger("openrouter_voice.agent")
 
 # Subcommands that connect to a LiveKit server, and the settings each needs.
 _SERVER_COMMANDS = {"dev", "start", "connect"}
-_VOICE_SETTINGS = ("DEEPGRAM_API_KEY", "CARTESIA_API_KEY")
 _LIVEKIT_SETTINGS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 # Subcommands that run voice sessions (and so may need the local model); options that only print and exit.
 _SESSION_COMMANDS = _SERVER_COMMANDS | {"console"}
@@ -57,18 +56,18 @@ LOCAL_MODEL_ENV = "OPENROUTER_VOICE_LOCAL_MODEL"
 def missing_settings(settings: Settings, command: str) -> list[str]:
     """The environment variables ``command`` needs that are not set (empty for download-files).
 
+    Deepgram and Cartesia keys are optional: without them the local speech engines hear and speak.
+
     >>> missing_settings(load_settings(), "dev")  # doctest: +SKIP
-    ['LIVEKIT_URL', 'DEEPGRAM_API_KEY']
+    ['LIVEKIT_URL']
     """
-    if command not in _SERVER_COMMANDS | {"console"}:
+    if command not in _SERVER_COMMANDS:
         return []
     values: dict[str, Any] = {
         "LIVEKIT_URL": settings.livekit_url, "LIVEKIT_API_KEY": settings.livekit_api_key,
-        "LIVEKIT_API_SECRET": settings.livekit_api_secret, "DEEPGRAM_API_KEY": settings.deepgram_api_key,
-        "CARTESIA_API_KEY": settings.cartesia_api_key,
+        "LIVEKIT_API_SECRET": settings.livekit_api_secret,
     }
-    needed = _VOICE_SETTINGS + (_LIVEKIT_SETTINGS if command in _SERVER_COMMANDS else ())
-    return [name for name in needed if not values[name]]
+    return [name for name in _LIVEKIT_SETTINGS if not values[name]]
 
 
 def load_turn_detection(loader: Callable[[], Any] | None = None) -> Any:
@@ -180,23 +179,19 @@ async def build_llm(settings: Settings, *, catalog: Catalog | None = None, check
 
 def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM,
                   stt: Any = None, tts: Any = None) -> AgentSession[None]:
-    """Assemble the voice pipeline. The router owns LLM retries, so the session's LLM max_retry is 0:
-    otherwise LiveKit re-sends a whole failed chain up to 3 more times per turn.
+    """Assemble the voice pipeline: STT and TTS chains from :mod:`openrouter_voice.speech.chains`
+    (Deepgram / Cartesia first when their keys are set, the local engines last). The router owns LLM
+    retries, so the session's LLM max_retry is 0: otherwise LiveKit re-sends a whole failed chain up
+    to 3 more times per turn.
     """
-    if stt is None:
-        from livekit.plugins import deepgram
+    from ..speech.chains import STT_CONN_OPTIONS, TTS_CONN_OPTIONS, build_stt, build_tts
 
-        stt = deepgram.STT(model="nova-3", api_key=settings.deepgram_api_key.get_secret_value()
-                           if settings.deepgram_api_key else NOT_GIVEN)
-    if tts is None:
-        from livekit.plugins import cartesia
-
-        tts = cartesia.TTS(api_key=settings.cartesia_api_key.get_secret_value()
-                           if settings.cartesia_api_key else None)
     return AgentSession(
-        stt=stt, tts=tts, vad=vad, llm=llm,
+        stt=stt if stt is not None else build_stt(settings, vad=vad),
+        tts=tts if tts is not None else build_tts(settings), vad=vad, llm=llm,
         turn_handling={"turn_detection": turn_detection},
-        conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0)),
+        conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0),
+                                           stt_conn_options=STT_CONN_OPTIONS, tts_conn_options=TTS_CONN_OPTIONS),
     )
 
 

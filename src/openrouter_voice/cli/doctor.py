@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import enum
 import importlib.util
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -169,15 +170,28 @@ def check_voice_settings(settings: Settings) -> list[Check]:
     else:
         checks.append(Check("LIVEKIT_URL", Status.OK, url))
     for name, value in (("LIVEKIT_API_KEY", settings.livekit_api_key),
-                        ("LIVEKIT_API_SECRET", settings.livekit_api_secret),
-                        ("DEEPGRAM_API_KEY", settings.deepgram_api_key),
-                        ("CARTESIA_API_KEY", settings.cartesia_api_key)):
+                        ("LIVEKIT_API_SECRET", settings.livekit_api_secret)):
         if value:
             checks.append(Check(name, Status.OK, "set"))
         else:
-            service = {"LIVEKIT": "LiveKit", "DEEPGRAM": "Deepgram", "CARTESIA": "Cartesia"}[name.split("_", 1)[0]]
             checks.append(Check(name, Status.FAIL, "not set (needed by the voice worker)",
+                                f"set {name} from your LiveKit dashboard"))
+    # Speech providers are optional: without them the local engines hear and speak (less well).
+    for name, value, engine in (("DEEPGRAM_API_KEY", settings.deepgram_api_key, "PocketSphinx hears"),
+                                ("CARTESIA_API_KEY", settings.cartesia_api_key, "the local voice speaks")):
+        service = name.split("_", 1)[0].capitalize()
+        if value:
+            checks.append(Check(name, Status.OK, f"set (the local engine backs {service} up)"))
+        else:
+            checks.append(Check(name, Status.WARN, f"not set: {engine} instead (offline, less accurate)",
                                 f"set {name} from your {service} dashboard"))
+    from ..speech.local_tts import ESPEAK_HINT
+
+    if shutil.which("espeak-ng") is None:
+        checks.append(Check("local voice", Status.FAIL, "espeak-ng is missing: the last-resort voice cannot speak",
+                            ESPEAK_HINT.split("Fix: ", 1)[-1]))
+    else:
+        checks.append(Check("local voice", Status.OK, "Piper voice 'joe' with espeak-ng phonemes"))
     return checks
 
 

@@ -1,6 +1,7 @@
 """The ``openrouter-voice`` command: agent, chat, models, doctor.
 
 >>> # openrouter-voice chat            talk in text through the router and the agent's tools
+>>> # openrouter-voice talk q.wav       one voice turn through the worker's pipeline, offline without keys
 >>> # openrouter-voice agent dev       run the LiveKit voice worker (dev|start|console|download-files)
 >>> # openrouter-voice models --tools  OpenRouter's catalog, filtered
 >>> # openrouter-voice doctor          check every setting and say how to fix it
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import math
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -90,6 +92,26 @@ def _price(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value >= 0):
         raise typer.BadParameter(f"{value} is not a price: use a number of USD per million tokens, e.g. 0.5")
     return value
+
+
+@app.command()
+def talk(
+    questions: Annotated[list[Path], typer.Argument(help="WAV files, one question each (several: a conversation).")],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write the agent's spoken replies here.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every attempt.")] = False,
+) -> None:
+    """Ask by voice: each WAV goes through the worker's pipeline (VAD, turn detector, STT, router, TTS)
+    without a LiveKit room; prints what was heard, the answer, the model and the stage timings.
+
+    Offline with no keys (local speech engines and local model).
+    """
+    settings = settings_or_exit()
+    setup_logging(settings.debug)
+    if verbose:
+        logging.getLogger("openrouter_voice").setLevel(logging.INFO)
+    from .talk import run_talk
+
+    raise typer.Exit(asyncio.run(run_talk(settings, questions, out=out_file, console=console)))
 
 
 @app.command()

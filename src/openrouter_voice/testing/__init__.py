@@ -1,13 +1,16 @@
-"""A scripted OpenRouter-compatible upstream for tests, benchmarks and rehearsing a fallback chain.
+"""Scripted services for tests, benchmarks and rehearsing a fallback chain: an OpenRouter-compatible
+upstream, and Deepgram- and Cartesia-compatible speech servers.
 
 >>> from openrouter_voice.testing import ScriptedUpstream, Script
 >>> async with ScriptedUpstream() as up:  # doctest: +SKIP
 ...     up.script("openai/gpt-4o-mini", Script(status=429, retry_after=5))
 """
 
+from .cartesia import CartesiaScript, ScriptedCartesia
 from .chaos import FAULTS, ChaosScript, intended_reply
+from .deepgram import DeepgramScript, ScriptedDeepgram
 from .lag import LoopLagMonitor
 from .upstream import RecordedRequest, Script, ScriptedUpstream, default_catalog
 
-__all__ = ["FAULTS", "ChaosScript", "LoopLagMonitor", "RecordedRequest", "Script", "ScriptedUpstream",
-           "default_catalog", "intended_reply"]
+__all__ = ["FAULTS", "CartesiaScript", "ChaosScript", "DeepgramScript", "LoopLagMonitor", "RecordedRequest", "Script",
+           "ScriptedCartesia", "ScriptedDeepgram", "ScriptedUpstream", "default_catalog", "intended_reply"]

@@ -1,0 +1,120 @@
+"""A call: an ``AgentSession`` wired to a :class:`~.voice.CallerInput` and a :class:`~.voice.Speaker`,
+turn by turn, with what LiveKit measured for each turn."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from livekit.agents import Agent, AgentSession
+from livekit.agents.metrics import EOUMetrics, LLMMetrics, STTMetrics, TTSMetrics
+from livekit.agents.utils import http_context
+
+from .voice import Audio, CallerInput, Speaker
+
+
+@dataclass
+class Turn:
+    """One voice turn: what the agent heard and said, its audio and its timing (monotonic seconds)."""
+
+    heard: str
+    answer: str
+    audio: Audio
+    speech_end: float
+    first_audio: float | None
+    interrupted: bool
+    metrics: list[Any] = field(default_factory=list)
+
+    @property
+    def ttfa(self) -> float | None:
+        """Seconds from the end of the caller's speech to the agent's first sound (None: silent turn)."""
+        return None if self.first_audio is None else self.first_audio - self.speech_end
+
+    def stages(self) -> dict[str, float]:
+        """LiveKit's own per-stage figures for the turn (seconds): end of utterance, STT, LLM TTFT, TTS TTFB."""
+        out: dict[str, float] = {}
+        for m in self.metrics:
+            if isinstance(m, EOUMetrics):
+                out.setdefault("eou_delay", m.end_of_utterance_delay)
+                out.setdefault("stt_final", m.transcription_delay)
+            elif isinstance(m, LLMMetrics) and m.ttft >= 0:
+                out.setdefault("llm_ttft", m.ttft)
+            elif isinstance(m, TTSMetrics) and m.ttfb >= 0:
+                out.setdefault("tts_ttfb", m.ttfb)
+            elif isinstance(m, STTMetrics):
+                out["stt_audio"] = out.get("stt_audio", 0.0) + m.audio_duration
+        return out
+
+
+class VoiceCall:
+    """Drive ``session`` (built with STT, TTS, VAD and LLM) by voice, with ``agent`` answering."""
+
+    def __init__(self, session: AgentSession[Any], agent: Agent) -> None:
+        self.session, self.agent = session, agent
+        self.mic, self.speaker = CallerInput(), Speaker()
+        self.heard: list[str] = []
+        self.answers: list[tuple[str, bool]] = []
+        self.metrics: list[Any] = []
+        self.closed: list[Any] = []
+        self._answered = asyncio.Event()
+        self._http: Any = None
+        self._http_session: Any = None
+        session.on("user_input_transcribed", self._on_transcript)
+        session.on("conversation_item_added", self._on_item)
+        session.on("metrics_collected", lambda ev: self.metrics.append(ev.metrics))
+        session.on("close", lambda ev: self.closed.append(ev))
+
+    def _on_transcript(self, ev: Any) -> None:
+        if ev.is_final and ev.transcript.strip():
+            self.heard.append(ev.transcript.strip())
+
+    def _on_item(self, ev: Any) -> None:
+        item = ev.item
+        if getattr(item, "role", None) == "assistant":
+            self.answers.append((item.text_content or "", bool(getattr(item, "interrupted", False))))
+            self._answered.set()
+
+    async def __aenter__(self) -> Self:
+        # the provider plugins take their HTTP session from LiveKit's job context; outside a job, open one
+        self._http = http_context.open()
+        self._http_session = await self._http.__aenter__()
+        self.session.input.audio = self.mic
+        self.session.output.audio = self.speaker
+        await self.session.start(self.agent)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        # nothing is left to transcribe once the last turn is answered: LiveKit's 2 s wait for a last
+        # transcript at close would only delay the end of every call
+        self.session._opts.session_close_transcript_timeout = 0.2
+        try:
+            await self.session.aclose()
+        finally:
+            await self._http.__aexit__(exc_type, exc, tb)
+            # a test fixture may close the call in another context than it opened it, where LiveKit's
+            # context variable is unset and its own exit closes nothing
+            await self._http_session.close()
+
+    async def say(self, audio: Audio, *, wait: float = 30.0, settle: float = 0.3) -> Turn:
+        """Speak ``audio`` and wait for the agent's whole answer (at most ``wait`` s); the turn as heard."""
+        started = time.monotonic()
+        heard_before, answers_before, metrics_before = len(self.heard), len(self.answers), len(self.metrics)
+        self._answered.clear()
+        speech_end = await self.mic.speak(audio)
+        deadline = speech_end + wait
+        while len(self.answers) == answers_before and time.monotonic() < deadline:
+            self._answered.clear()
+            try:
+                await asyncio.wait_for(self._answered.wait(), max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+        await asyncio.sleep(settle)  # metrics of the turn arrive just after its item
+        answers = self.answers[answers_before:]
+        return Turn(heard=" ".join(self.heard[heard_before:]), answer=" ".join(a for a, _ in answers),
+                    audio=self.speaker.audio_since(started), speech_end=speech_end,
+                    first_audio=self.speaker.first_sound_after(speech_end),
+                    interrupted=any(i for _, i in answers), metrics=self.metrics[metrics_before:])

@@ -1,0 +1,115 @@
+"""Voice tests: real audio through a real AgentSession (Silero VAD, LiveKit's turn detector, the STT
+and TTS chains the worker builds), with the scripted OpenRouter upstream, Deepgram and Cartesia."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from livekit.agents import AgentSession
+
+from openrouter_voice.agent import Assistant, OpenRouterLLM
+from openrouter_voice.agent.tools.weather import WeatherClient
+from openrouter_voice.agent.worker import build_session, load_turn_detection
+from openrouter_voice.config import Settings
+from openrouter_voice.router import FallbackRouter
+from openrouter_voice.speech.local_stt import LocalSTT
+from openrouter_voice.speech.local_tts import LocalTTS
+from openrouter_voice.testing import ScriptedUpstream
+from openrouter_voice.testing.cartesia import ScriptedCartesia
+from openrouter_voice.testing.deepgram import ScriptedDeepgram
+from openrouter_voice.testing.voice import Audio
+from openrouter_voice.testing.voice_call import VoiceCall
+from tests.agent.conftest import FakeOpenMeteo, make_agent, open_meteo  # noqa: F401  (fixtures)
+from tests.conftest import TEST_KEY
+
+_speech: dict[str, Audio] = {}
+_shared: dict[str, Any] = {}
+
+
+def shared(name: str, make: Callable[[], Any]) -> Any:
+    """One VAD, turn detector and local engine per test run: loading them is most of a test's cost."""
+    if name not in _shared:
+        _shared[name] = make()
+    return _shared[name]
+
+
+def local_tts() -> LocalTTS:
+    return shared("tts", LocalTTS)  # type: ignore[no-any-return]
+
+
+def local_stt() -> LocalSTT:
+    return shared("stt", LocalSTT)  # type: ignore[no-any-return]
+
+
+async def speech(text: str) -> Audio:
+    """``text`` spoken by the local voice (made once per run), as the caller's audio."""
+    if text not in _speech:
+        tts = local_tts()
+        _speech[text] = Audio(await tts.pcm(text), tts.sample_rate)
+    return _speech[text]
+
+
+async def piper_voice(text: str, rate: int) -> bytes:
+    """The scripted Cartesia's voice: the local voice, so what it 'synthesizes' is real speech."""
+    return (await speech(text)).at(rate).samples.tobytes()
+
+
+@pytest.fixture
+async def deepgram() -> AsyncIterator[ScriptedDeepgram]:
+    stt = local_stt()
+
+    def transcribe(pcm: bytes, rate: int) -> str:  # the scripted Deepgram really listens
+        assert rate == 16000
+        return stt._decode(pcm)
+
+    async with ScriptedDeepgram(transcribe=transcribe) as server:
+        yield server
+
+
+@pytest.fixture
+async def cartesia() -> AsyncIterator[ScriptedCartesia]:
+    async with ScriptedCartesia() as server:
+        yield server
+
+
+@pytest.fixture
+async def call(upstream: ScriptedUpstream, open_meteo: FakeOpenMeteo, tmp_path) -> AsyncIterator[Any]:  # noqa: F811
+    """``await call(models, deepgram=None, cartesia=None)``: a voice call on the worker's pipeline."""
+    from livekit.plugins import silero
+
+    opened: list[VoiceCall] = []
+
+    async def make(models: list[str], *, deepgram: ScriptedDeepgram | None = None,
+                   cartesia: ScriptedCartesia | None = None, **router_kwargs: Any) -> VoiceCall:
+        settings = Settings(
+            deepgram_api_key="dg-test-key" if deepgram else None, cartesia_api_key="ca-test-key" if cartesia else None,
+            deepgram_base_url=deepgram.base_url if deepgram else "https://api.deepgram.com",
+            cartesia_base_url=cartesia.base_url if cartesia else "https://api.cartesia.ai",
+            weather_geocoding_url=open_meteo.geocoding_url, weather_forecast_url=open_meteo.forecast_url,
+            _env_file=None)  # type: ignore[call-arg]
+        router_kwargs.setdefault("first_token_timeout", 0.5)
+        router_kwargs.setdefault("final_first_token_timeout", 1.0)
+        router = FallbackRouter(models=models, api_key=TEST_KEY, base_url=upstream.base_url, **router_kwargs)
+        llm = OpenRouterLLM(router=router)
+        vad = shared("vad", silero.VAD.load)
+        from openrouter_voice.speech.chains import build_stt, build_tts
+
+        session: AgentSession[None] = build_session(
+            settings, vad=vad, turn_detection=shared("turn", load_turn_detection), llm=llm,
+            stt=build_stt(settings, vad=vad, local=local_stt()), tts=build_tts(settings, local=local_tts()))
+        agent = Assistant(llm=llm, weather=WeatherClient(geocoding_url=open_meteo.geocoding_url,
+                                                         forecast_url=open_meteo.forecast_url))
+        voice_call = VoiceCall(session, agent)
+        opened.append(voice_call)
+        await voice_call.__aenter__()
+        return voice_call
+
+    yield make
+    for voice_call in opened:
+        await voice_call.__aexit__(None, None, None)
+        llm_ = voice_call.agent.llm
+        if isinstance(llm_, OpenRouterLLM):
+            await llm_.router.aclose()
+            await llm_.aclose()

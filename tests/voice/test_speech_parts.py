@@ -1,0 +1,133 @@
+"""The speech parts on their own: the local engines, the Deepgram watchdog, WAV input, `talk`, and the
+session staying up on a TTS that refuses every request (livekit/agents-js#2399)."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+
+import numpy as np
+import pytest
+from livekit import rtc
+from livekit.agents import AgentSession, APIConnectionError, stt
+from rich.console import Console
+
+from openrouter_voice.config import Settings
+from openrouter_voice.speech.watchdog import WatchedSTT
+from openrouter_voice.testing import Script
+from openrouter_voice.testing.cartesia import CartesiaScript
+from openrouter_voice.testing.voice import read_wav, write_wav
+from tests.conftest import TEST_KEY
+from tests.voice.conftest import local_stt, local_tts, speech
+
+
+async def test_the_local_stt_understands_the_local_voice():
+    audio = await speech("What is the weather in Tokyo?")
+    assert audio.rate == 22050 and audio.loud_seconds() > 1.0
+    frame = rtc.AudioFrame(audio.samples.tobytes(), audio.rate, 1, len(audio.samples))
+    event = await local_stt().recognize([frame])
+    assert event.alternatives[0].text == "what is the weather in tokyo"
+
+
+async def test_the_local_voice_says_nothing_for_text_without_words():
+    assert len(await local_tts().pcm(" ... ")) == 0
+
+
+class _Deaf(stt.STT):
+    """A streaming STT that takes audio and never answers (a silent Deepgram socket)."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=True))
+
+    async def _recognize_impl(self, buffer, *, language=None, conn_options=None):  # type: ignore[override]
+        raise NotImplementedError
+
+    def stream(self, *, language=None, conn_options=None):  # type: ignore[override]
+        outer = self
+
+        class _Stream(stt.RecognizeStream):
+            async def _run(self) -> None:
+                async for _ in self._input_ch:
+                    pass
+
+        from livekit.agents import DEFAULT_API_CONNECT_OPTIONS
+
+        return _Stream(stt=outer, conn_options=conn_options or DEFAULT_API_CONNECT_OPTIONS)
+
+
+async def test_the_watchdog_gives_up_on_a_deaf_stt_after_speech_not_after_silence():
+    watched = WatchedSTT(_Deaf(), stall_after=0.5)
+    stream = watched.stream()
+    silence = rtc.AudioFrame(np.zeros(320, np.int16).tobytes(), 16000, 1, 320)
+    for _ in range(100):  # two seconds of silence: nothing to answer, no failure
+        stream.push_frame(silence)
+    await asyncio.sleep(0.2)
+    loud = (await speech("Hello there, anyone?")).at(16000).samples
+    for i in range(0, len(loud) - 320, 320):
+        stream.push_frame(rtc.AudioFrame(loud[i:i + 320].tobytes(), 16000, 1, 320))
+    stream.end_input()
+    with pytest.raises(APIConnectionError, match=r"no transcript after 0\.5 s of speech"):
+        async for _ in stream:
+            pass
+    await stream.aclose()
+
+
+def test_a_wav_that_is_not_pcm_is_refused_with_the_fix(tmp_path):
+    bad = tmp_path / "q.wav"
+    bad.write_bytes(b"RIFF....not a wav")
+    with pytest.raises(ValueError, match=r"not a PCM WAV file.*ffmpeg"):
+        read_wav(bad)
+    wide = tmp_path / "wide.wav"
+    with wave.open(str(wide), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(4)
+        wav.setframerate(16000)
+        wav.writeframes(b"\0" * 64)
+    with pytest.raises(ValueError, match="32-bit samples; 16-bit PCM is needed"):
+        read_wav(wide)
+
+
+async def test_talk_answers_a_recorded_question_aloud(upstream, tmp_path, monkeypatch):
+    from openrouter_voice.cli.talk import run_talk
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    question, reply = tmp_path / "question.wav", tmp_path / "reply.wav"
+    write_wav(question, await speech("Can you hear me now?"))
+    upstream.script("openai/gpt-4o-mini", Script(text="Loud and clear."))
+    settings = Settings(openrouter_api_key=TEST_KEY, openrouter_base_url=upstream.base_url,
+                        openrouter_default_model="openai/gpt-4o-mini", openrouter_fallback_models=[], local_fallback=False,
+                        _env_file=None)  # type: ignore[call-arg]
+    console = Console(record=True, width=200)
+    code = await run_talk(settings, [question], out=reply, console=console)
+    text = console.export_text()
+    assert code == 0, text
+    assert "heard: can you hear me now" in text
+    assert "answer: Loud and clear." in text and "model openai/gpt-4o-mini" in text
+    assert "first audio after" in text and "llm_ttft" in text
+    assert read_wav(reply).loud_seconds() > 0.5
+
+
+async def test_a_tts_refusing_every_request_never_closes_the_session(upstream, cartesia, make_agent):
+    """The JS SDK closed the session while its TTS provider answered 401 (livekit/agents-js#2399):
+    here more turns than LiveKit's max_unrecoverable_errors (3) all get spoken answers."""
+    from openrouter_voice.speech.chains import TTS_CONN_OPTIONS, build_tts
+    from openrouter_voice.testing.voice_call import VoiceCall
+
+    cartesia.script(CartesiaScript(status=401))
+    kit = make_agent(["a/model"])
+    upstream.script("a/model", Script(text="Still here."))
+    settings = Settings(cartesia_api_key="ca-test-key", cartesia_base_url=cartesia.base_url,
+                        _env_file=None)  # type: ignore[call-arg]
+    from livekit.agents.voice.agent_session import SessionConnectOptions
+
+    session: AgentSession[None] = AgentSession(llm=kit.llm, tts=build_tts(settings, local=local_tts()),
+                                               conn_options=SessionConnectOptions(tts_conn_options=TTS_CONN_OPTIONS))
+    async with VoiceCall(session, kit.assistant()) as call:
+        for turn in range(5):
+            start = len(call.speaker.frames)
+            await session.run(user_input=f"Are you there? ({turn})")
+            await asyncio.sleep(1.2)  # the answer plays out in real time
+            spoken = call.speaker.audio_since(0)
+            assert len(call.speaker.frames) > start and spoken.loud_seconds() > 0.3 * (turn + 1)
+        assert not call.closed
+    assert cartesia.chunks_sent == 0 and cartesia.handshakes >= 1

@@ -1,0 +1,77 @@
+"""Deepgram or Cartesia failing, from the start or mid-call: the caller is still heard and answered
+aloud (by the local engines), and the session stays up."""
+
+from __future__ import annotations
+
+import pytest
+
+from openrouter_voice.testing import Script
+from openrouter_voice.testing.cartesia import CartesiaScript
+from openrouter_voice.testing.deepgram import DeepgramScript
+from tests.voice.conftest import speech
+
+ANSWER = "Yes, I can hear you."
+QUESTION = "Hello, can you hear me?"
+
+
+async def answered(voice, *, tries: int = 2):
+    """Ask until answered (a caller repeats a question the line swallowed); the answering turn."""
+    for _ in range(tries):
+        turn = await voice.say(await speech(QUESTION), wait=7.0)  # a healthy answer starts within ~3 s
+        if turn.answer:
+            return turn
+    return turn
+
+
+@pytest.mark.parametrize("fault", [DeepgramScript(status=401), DeepgramScript(status=503),
+                                   DeepgramScript(hang=True)], ids=["401", "503", "handshake-hang"])
+async def test_deepgram_refusing_from_the_start_leaves_the_caller_heard(call, upstream, deepgram, fault):
+    deepgram.script(fault)
+    upstream.script("a/model", Script(text=ANSWER))
+    voice = await call(["a/model"], deepgram=deepgram)
+    turn = await answered(voice)  # a hung handshake swallows what is said in its first 3 s
+    assert "can you hear me" in turn.heard  # by the local STT
+    assert turn.answer == ANSWER and turn.audio.loud_seconds() > 0.8
+    assert deepgram.handshakes >= 1 and deepgram.auth[0] == "Token dg-test-key"
+    assert not voice.closed
+
+
+@pytest.mark.parametrize("fault", [DeepgramScript(drop_after_speech=0.2), DeepgramScript(silent=True),
+                                   DeepgramScript(first_result_delay=4.0)], ids=["dropped", "silent", "slow"])
+async def test_deepgram_failing_mid_call_leaves_the_caller_heard(call, upstream, deepgram, fault):
+    upstream.script("a/model", Script(text=ANSWER))
+    voice = await call(["a/model"], deepgram=deepgram)
+    first = await voice.say(await speech(QUESTION))
+    assert "can you hear me" in first.heard and first.answer == ANSWER  # Deepgram served the first turn
+    assert deepgram.connections[0].utterances and deepgram.connections[0].audio_seconds > 1
+    deepgram.script([fault, DeepgramScript(status=503)])  # broken now, and refuses reconnections
+    turn = await answered(voice, tries=3)  # what is said while Deepgram dies may be lost: the caller repeats
+    assert turn.answer == ANSWER and turn.audio.loud_seconds() > 0.8
+    assert not voice.closed
+
+
+@pytest.mark.parametrize("fault", [CartesiaScript(status=401), CartesiaScript(status=500), CartesiaScript(hang=True)],
+                         ids=["401", "500", "handshake-hang"])
+async def test_cartesia_refusing_is_covered_by_the_local_voice_on_every_turn(call, upstream, cartesia, fault):
+    cartesia.script(fault)
+    upstream.script("a/model", Script(text=ANSWER))
+    voice = await call(["a/model"], cartesia=cartesia)
+    turn = await voice.say(await speech(QUESTION))
+    assert turn.answer == ANSWER and turn.audio.loud_seconds() > 0.8
+    assert cartesia.chunks_sent == 0  # every sound came from the local voice
+    assert not voice.closed
+
+
+@pytest.mark.parametrize("fault", [CartesiaScript(drop_after_chunks=2), CartesiaScript(silent=True),
+                                   CartesiaScript(error="internal")], ids=["dropped", "silent", "error"])
+async def test_cartesia_failing_mid_call_leaves_the_caller_answered(call, upstream, cartesia, fault):
+    upstream.script("a/model", Script(text=ANSWER))
+    voice = await call(["a/model"], cartesia=cartesia)
+    first = await voice.say(await speech(QUESTION))
+    assert first.answer == ANSWER and cartesia.chunks_sent > 0  # Cartesia spoke the first answer
+    cartesia.script([fault, CartesiaScript(status=503)])
+    broken = await voice.say(await speech(QUESTION))
+    assert broken.answer == ANSWER and broken.audio.loud_seconds() > 0.1  # some of it, at least, was heard
+    after = await voice.say(await speech(QUESTION))
+    assert after.answer == ANSWER and after.audio.loud_seconds() > 0.8  # the local voice, whole
+    assert not voice.closed
