@@ -10,7 +10,8 @@ from .cartesia import CartesiaScript, ScriptedCartesia
 from .chaos import FAULTS, ChaosScript, intended_reply
 from .deepgram import DeepgramScript, ScriptedDeepgram
 from .lag import LoopLagMonitor
-from .upstream import RecordedRequest, Script, ScriptedUpstream, default_catalog
+from .script import RecordedRequest, Script, default_catalog
+from .upstream import ScriptedUpstream
 
 __all__ = ["FAULTS", "CartesiaScript", "ChaosScript", "DeepgramScript", "LoopLagMonitor", "RecordedRequest", "Script",
            "ScriptedCartesia", "ScriptedDeepgram", "ScriptedUpstream", "default_catalog", "intended_reply"]

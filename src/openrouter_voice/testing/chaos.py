@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from .upstream import Script
+from .script import Script
 
 FAULTS = (
     "http_429", "http_500", "http_503", "hang", "keepalive_only", "error_before_text", "error_after_text",
