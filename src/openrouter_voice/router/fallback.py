@@ -41,11 +41,12 @@ from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .health import HealthTracker
 from .plan import left_out, order, tools_first
+from .policy import HedgeBudget, Limits, TurnPolicy
 from .ranking import UptimeRanking
 from .request import check_body, encodable, header_safe, headers_for
 from .stragglers import Stragglers
 from .stream import RouterStream
-from .turn import HedgeBudget, Limits, Turn, TurnPolicy, TurnRunner
+from .turn import Turn, TurnRunner
 from .types import Attempt, Completion, Message, StreamChunk, Target, ToolSpec
 
 if TYPE_CHECKING:

@@ -1,0 +1,86 @@
+"""What a turn needs from its router, handed over as plain values and callables: its clocks and caps
+(:class:`Limits`), the router-wide :class:`HedgeBudget`, and the :class:`TurnPolicy` that bundles them
+with the HTTP client, the health tracker and the chain. The turn never imports the router.
+
+>>> budget = HedgeBudget(0.1)
+>>> budget.in_flight = 30
+>>> budget.allows(), budget.share * budget.in_flight
+(True, 3.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+
+from .attempt import Deadlines
+from .deadlines import stall_deadline
+from .defaults import RETRY_AFTER_WAIT
+from .health import HealthTracker
+from .latency import ModelLatency
+from .stragglers import Stragglers
+from .types import Target
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The router's clocks and caps, in seconds and characters."""
+
+    first_token: float
+    final_first_token: float
+    stall: float
+    total: float
+    hedge_after: float | None
+    max_reply_chars: int
+    max_tool_args_chars: int
+    dribble_words_per_second: float = 0.0
+    dribble_window: float = 2.0
+    retry_after_wait: float = RETRY_AFTER_WAIT
+
+    def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, str]:
+        """One attempt's deadlines and why the stall deadline has its value. The stall follows the
+        model's own rhythm (:func:`.deadlines.stall_deadline`). The last model a turn can try may take
+        longer to start, pause longer and dribble: cutting it off could only end in silence."""
+        if last:
+            first, stall, why = self.final_first_token, max(self.stall, self.final_first_token), "last model"
+        else:
+            chosen = stall_deadline(latency, self.stall)
+            first, stall, why = self.first_token, chosen.seconds, chosen.why
+        return Deadlines(first_token=first, stall=stall, total=self.total, max_text_chars=self.max_reply_chars,
+                         max_tool_args_chars=self.max_tool_args_chars,
+                         dribble_words_per_second=0.0 if last else self.dribble_words_per_second,
+                         dribble_window=self.dribble_window), why
+
+
+class HedgeBudget:
+    """Router-wide count of requests and hedges in flight: when everything is slow (an overloaded
+    upstream), hedging every request would double the load, so only ``share`` of the requests in
+    flight may hedge at once (always at least one)."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.in_flight = 0
+        self.hedging = 0
+
+    def allows(self) -> bool:
+        return self.hedging < max(1, int(self.share * self.in_flight))
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPolicy:
+    """What a turn needs from its router."""
+
+    client: httpx2.AsyncClient
+    health: HealthTracker
+    hedges: HedgeBudget
+    limits: Limits
+    stragglers: Stragglers
+    chain: Sequence[Target]
+    headers: Callable[[Target], dict[str, str]]
+    supports_tools: Callable[[Target], bool]
+    mark_tool_less: Callable[[Target], None]
+    options: Callable[[str], dict[str, Any]]
+    report_bad_key: Callable[[str, int | None], None]
