@@ -46,7 +46,8 @@ async def run_cell(system: str, cell: str, turns: int, services: Services, quest
                 turn = await call.say(question, wait=WAIT)
                 results.append(turn)
                 if os.environ.get("BENCH_DEBUG"):
-                    print(f"  heard={turn.heard!r} answer={turn.answer!r} ttfa={turn.ttfa} {turn.stages()}")
+                    print(f"  heard={turn.heard!r} answer={turn.answer!r} ttfa={turn.ttfa} {turn.stages()}",
+                          flush=True)
                 if call.closed:  # a closed session answers no more turns: the rest are silent
                     results += [None] * (turns - len(results))
                     break
@@ -68,7 +69,7 @@ async def main(args: argparse.Namespace) -> None:
     async with ScriptedUpstream() as upstream, ScriptedDeepgram(transcribe=lambda pcm, _: stt._decode(pcm)) as dg, \
             ScriptedCartesia() as ct:
         services = Services(upstream, dg, ct)
-        for system in SYSTEMS:
+        for system in [s for s in SYSTEMS if not args.system or s == args.system]:
             results[system] = {}
             cells = [c for c in CELLS if not args.only or args.only in c]
             for cell in cells:
@@ -86,4 +87,5 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=30, help="turns per cell (default 30)")
     parser.add_argument("--mix", type=int, default=200, help="turns of the random mix (0: none)")
     parser.add_argument("--only", default="", help="run only cells whose name contains this")
+    parser.add_argument("--system", default="", choices=["", *SYSTEMS], help="run only this system")
     asyncio.run(main(parser.parse_args()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,4 +73,7 @@ CELLS: dict[str, Callable[[Services], None]] = {
 
 def mix(rng: random.Random) -> Callable[[Services], None]:
     """One random cell (the mix draws one per turn)."""
-    return CELLS[rng.choice(sorted(CELLS))]
+    name = rng.choice(sorted(CELLS))
+    if os.environ.get("BENCH_DEBUG"):
+        print(f"  mix: {name}", flush=True)
+    return CELLS[name]
