@@ -60,7 +60,7 @@ async def run_cell(system: str, cell: str, turns: int, services: Services, quest
 async def main(args: argparse.Namespace) -> None:
     from livekit.plugins import silero
 
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.WARNING if os.environ.get("BENCH_DEBUG") else logging.ERROR)
     tts, stt = LocalTTS(), LocalSTT()
     question = Audio(await tts.pcm(QUESTION), tts.sample_rate)
     shared = {"vad": silero.VAD.load(), "turn": load_turn_detection(), "stt": stt, "tts": tts}

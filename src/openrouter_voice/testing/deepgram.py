@@ -166,7 +166,10 @@ class _Session:
             await self._end_utterance(from_finalize=False)
         elif self.received - self.start >= self.next_interim:
             self.next_interim += INTERIM_EVERY
-            await self._results(self._interim_words(), is_final=False)
+            words = self._interim_words()
+            if not words and self.server.transcribe is not None:  # what was said so far, as Deepgram would
+                words = await asyncio.to_thread(self.server.transcribe, bytes(self.utterance), self.rate)
+            await self._results(words, is_final=False)
         return True
 
     def _interim_words(self) -> str:
