@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test lint bench clean llama-wheel espeak-ng
+.PHONY: chat test lint bench bench-voice clean llama-wheel espeak-ng
 
 # llama.cpp (the 'local' extra) is built once into a wheel kept beside pip's cache, for any x86-64 with
 # AVX2 rather than -march=native: a native build uses AMX where the build machine advertises it and then
@@ -59,6 +59,10 @@ lint: $(VENV)/.installed-dev,local
 
 bench: $(VENV)/.installed-bench,local
 	$(BIN)/python -m bench $(ARGS)
+
+# time to first audio on the whole voice pipeline, per fault (about 1 hour at the default 30 turns per cell)
+bench-voice: $(VENV)/.installed-bench,local | espeak-ng
+	$(BIN)/python -m bench.voice $(ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -16,7 +16,7 @@ async def test_local_engines_hear_the_question_and_answer_aloud(call, upstream):
     turn = await voice.say(await speech("Hello, can you hear me?"))
     assert "hear me" in turn.heard
     assert turn.answer == "Hello! I can hear you fine."
-    assert turn.audio.loud_seconds() > 0.8  # the answer was spoken, not just written
+    assert turn.audio.loud_seconds() > 0.5  # the answer was spoken, not just written
     assert turn.ttfa is not None and 0 < turn.ttfa < 5
     assert "can you hear me" in upstream.requests[-1].messages[-1]["content"].lower()
 

@@ -28,8 +28,9 @@ from .local_tts import LocalTTS
 from .watchdog import WatchedSTT
 
 STT_CONNECT_TIMEOUT = 3.0  # seconds for Deepgram's handshake before the local STT takes over
-# seconds of speech with no word back from Deepgram (it says SpeechStarted at once) before it is given up
-STT_STALL_AFTER = 1.0
+# seconds of speech with no word back from Deepgram before it is given up (it sends SpeechStarted at
+# once and interim results about every second of speech)
+STT_STALL_AFTER = 2.0
 TTS_TIMEOUT = 3.0  # seconds Cartesia may stay silent (handshake, or between messages) before the local voice speaks
 # The session's connection options for speech: one attempt per provider inside the adapters (they
 # move to the next provider rather than retry), and a voice-scale timeout.

@@ -120,8 +120,11 @@ class ScriptedCartesia(SpeechServer[CartesiaScript]):
         text = str(data.get("transcript", ""))
         first = context not in conn.contexts
         conn.contexts[context] = conn.contexts.get(context, "") + text
-        if script.silent or script.hang or script.status is not None:
-            return True  # broke mid-call: takes the text, says nothing
+        if script.status is not None:  # the service went down under an open socket: it closes it
+            await ws.close(code=1011, message=f"scripted failure {script.status}".encode())
+            return False
+        if script.silent or script.hang:
+            return True  # hung mid-call: takes the text, says nothing
         if script.error:
             await ws.send_str(json.dumps({"type": "error", "context_id": context, "status_code": 500,
                                           "error": script.error, "done": True}))

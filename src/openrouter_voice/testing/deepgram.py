@@ -140,8 +140,11 @@ class _Session:
             self.conn.audio_seconds += seconds
             loud = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2))) > SPEECH_RMS if len(chunk) else False
             script = self._live()
-            if script.silent or script.status is not None or script.hang:
-                continue  # a connection whose service broke mid-call: takes audio, says nothing
+            if script.status is not None:  # the service went down under an open socket: it closes it
+                await self.ws.close(code=1011, message=f"scripted failure {script.status}".encode())
+                return False
+            if script.silent or script.hang:
+                continue  # a connection whose service hung mid-call: takes audio, says nothing
             if not await self._step(chunk, seconds, loud):
                 return False
             if script.drop_after_speech is not None and self.spoken >= script.drop_after_speech:
@@ -163,7 +166,10 @@ class _Session:
             await self._end_utterance(from_finalize=False)
         elif self.received - self.start >= self.next_interim:
             self.next_interim += INTERIM_EVERY
-            await self._results(self._interim_words(), is_final=False)
+            words = self._interim_words()
+            if not words and self.server.transcribe is not None:  # what was said so far, as Deepgram would
+                words = await asyncio.to_thread(self.server.transcribe, bytes(self.utterance), self.rate)
+            await self._results(words, is_final=False)
         return True
 
     def _interim_words(self) -> str:
