@@ -316,7 +316,14 @@ async def main() -> None:
         "described": [BareHttpx, BareHttpx2, *SYSTEMS, LiveKitRetryOnChunk],
         "notes": notes(loaded, cap),
     }
-    Path(args.out).write_text(report.render(table, limit, costs, loaded, meta), encoding="utf-8")  # noqa: ASYNC240
+    out = Path(args.out)
+    text = report.render(table, limit, costs, loaded, meta)
+    # The voice benchmark (bench/voice) owns its own section of the same file: keep it.
+    old = out.read_text(encoding="utf-8") if out.exists() else ""  # noqa: ASYNC240
+    begin, end = "<!-- voice-benchmark:begin -->", "<!-- voice-benchmark:end -->"
+    if begin in old and end in old:
+        text = text.rstrip() + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    out.write_text(text, encoding="utf-8")  # noqa: ASYNC240
     report.plot(table, report.median(limit) or VOICE["ttft"], cap, Path(args.plot))
     log(f"\nwrote {args.out} and {args.plot} in {elapsed:.0f} s")
 
