@@ -69,3 +69,15 @@ async def test_hedge_budget_limits_hedging_when_everything_is_slow(upstream, mak
     hedged = sum(1 for r in upstream.requests if r.model == "b/slow")
     assert 1 <= hedged <= 2  # 10% of 20 in flight
     assert router._hedges.in_flight == 0 and router._hedges.hedging == 0
+
+
+async def test_when_the_hedge_winner_breaks_mid_reply_the_cancelled_loser_continues_it(upstream, make_router):
+    # The primary is slow, so the backup is asked too; the primary speaks first and wins, then breaks
+    # after a few words. The backup, cancelled in the race but healthy, must continue the reply.
+    upstream.script("a/slow", Script(text="It is sunny in Paris today.", ttft=0.3, error_after_tokens=3))
+    upstream.script("b/backup", [Script(text="x", ttft=0.6), Script(text=" in Paris today.")])
+    router = make_router(["a/slow", "b/backup"], hedge_after=0.1, first_token_timeout=1.0)
+    reply = await router.complete(USER)
+    assert reply.text == "It is sunny in Paris today."
+    assert reply.model == "b/backup"
+    assert len(upstream.requests_for("b/backup")) == 2  # raced, then asked to continue

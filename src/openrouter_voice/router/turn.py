@@ -136,11 +136,14 @@ class TurnRunner:
         raise turn.final_error()
 
     async def _wait_for_retry_after(self, budget: float) -> float:
-        """Nothing is left to try. Queue the chain's models this turn has not tried that may be asked
+        """Nothing is left to try. Queue the chain's models this turn has not tried (or only raced and
+        cancelled) that may be asked
         now (a Retry-After ended meanwhile); if there are none, but one may be asked again within
         ``budget`` seconds, wait for it first: a caller would rather hear an answer a moment later than
         an apology. Returns the budget left, or -1 when there is nothing more to try."""
-        tried = {a.target for a in self.turn.attempts if a.outcome is not Outcome.SKIPPED}
+        # A hedge race's loser was cancelled, not failed: it may still answer (or continue the winner's
+        # reply if the winner breaks).
+        tried = {a.target for a in self.turn.attempts if a.outcome not in (Outcome.SKIPPED, Outcome.CANCELLED)}
         rest = [t for t in self.policy.chain if t not in tried and self.turn.viable(t)]
         ready = order(rest, self.health)  # as a new turn would plan them: available first, then cooling
         if not ready:
