@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test lint bench bench-voice clean llama-wheel espeak-ng
+.PHONY: chat test fuzz lint bench bench-voice clean llama-wheel espeak-ng
 
 # llama.cpp (the 'local' extra) is built once into a wheel kept beside pip's cache, for any x86-64 with
 # AVX2 rather than -march=native: a native build uses AMX where the build machine advertises it and then
@@ -52,6 +52,11 @@ chat: $(VENV)/.installed-local | espeak-ng
 
 test: $(VENV)/.installed-dev,local | espeak-ng
 	OPENROUTER_VOICE_REQUIRE_LOCAL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Property tests with fresh random examples, ten times as many as `make test` (which runs the same
+# derandomized ones every time); failures are kept in .hypothesis/ and replayed first on the next run.
+fuzz: $(VENV)/.installed-dev,local
+	$(BIN)/python -m pytest -m hypothesis --hypothesis-profile=fuzz -p no:cacheprovider $(PYTEST_ARGS) tests
 
 lint: $(VENV)/.installed-dev,local
 	$(BIN)/ruff check src tests bench

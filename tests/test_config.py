@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openrouter_voice.config import DEFAULT_MODEL, ConfigError, load_settings, validate_model_id
+from tests.fuzzing import examples
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +95,7 @@ def test_an_endpoint_key_is_masked_and_never_taken_from_a_stray_env_var(monkeypa
     assert redact("upstream said: bad key endpointSECRET4242") == "upstream said: bad key ***"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(st.text(max_size=60))
 def test_model_id_validation_never_crashes_and_accepts_only_sane_ids(text):
     try:
@@ -106,7 +107,7 @@ def test_model_id_validation_never_crashes_and_accepts_only_sane_ids(text):
         assert ("/" in result or "@" in result) and " " not in result
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200))
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40))
 def test_any_timeout_string_gives_a_value_or_a_config_error(text):
     import os

@@ -15,6 +15,7 @@ from openrouter_voice.redact import redact, register_secret
 from openrouter_voice.router import ConfigurationError, FallbackRouter
 from openrouter_voice.testing import Script
 from tests.conftest import USER
+from tests.fuzzing import examples
 
 ENDPOINT_KEY = "ek-live-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"  # 52 characters, no well-known shape
 
@@ -137,7 +138,7 @@ def test_an_endpoint_key_with_a_line_break_is_refused_naming_the_variable(monkey
     assert "defghij" not in str(info.value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(st.text(max_size=60), st.text(max_size=60), st.integers(0, 400), st.booleans())
 def test_no_cut_through_a_registered_key_leaves_a_readable_part_of_it(before, after, cut, keep_end):
     register_secret(ENDPOINT_KEY)

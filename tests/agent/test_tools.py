@@ -10,6 +10,7 @@ from openrouter_voice.agent.tools.weather import WeatherClient, WeatherError
 from openrouter_voice.router.catalog import parse_models
 from openrouter_voice.router.names import normalise, resolve_spoken_name
 from openrouter_voice.testing import default_catalog
+from tests.fuzzing import examples
 
 MODELS = parse_models({"data": default_catalog()})
 
@@ -80,7 +81,7 @@ def test_expired_models_are_not_chosen():
     assert resolution.model_id != "openai/gpt-4o-mini"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200))
 @given(st.text(max_size=200))
 def test_any_spoken_text_resolves_without_crashing(text):
     resolution = resolve_spoken_name(text, MODELS)

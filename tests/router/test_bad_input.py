@@ -15,6 +15,7 @@ from openrouter_voice.router.attempt import AttemptDone, AttemptFailed, Deadline
 from openrouter_voice.router.types import Target
 from openrouter_voice.testing import Script
 from tests.conftest import USER
+from tests.fuzzing import examples
 
 
 async def test_oversized_reply_is_cut_and_the_next_model_answers(upstream, make_router):
@@ -87,7 +88,7 @@ _fragments = st.sampled_from([
 ])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.one_of(_fragments, st.binary(max_size=20)), max_size=30))
 def test_any_byte_stream_ends_in_done_or_a_typed_failure(pieces):
     body = b"".join(pieces)

@@ -89,6 +89,16 @@ class ScriptedUpstream:
         self._counters.clear()
         self.requests.clear()
 
+    async def wait_until_idle(self, limit: float = 10.0) -> None:
+        """Return once no stream is open on the server (a client's close reaches the server a few loop
+        turns later); ``TimeoutError`` if streams are still open after ``limit`` seconds (a leak).
+        Tests wait on this instead of sleeping for a guessed while."""
+        deadline = time.monotonic() + limit
+        while self.open_streams:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.open_streams} stream(s) still open after {limit} s")
+            await asyncio.sleep(0.005)
+
     def _pick(self, model: str, body: dict[str, Any]) -> Script:
         source = self._scripts.get(model)
         if source is None:
