@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from .redact import redact, register_secret
@@ -86,7 +95,7 @@ class Settings(BaseSettings):
 
     openrouter_api_key: SecretStr | None = None
     openrouter_app_name: str = defaults.APP_NAME
-    openrouter_app_url: str | None = None
+    openrouter_app_url: str = defaults.APP_URL
     openrouter_default_model: str = DEFAULT_MODEL
     openrouter_fallback_models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_FALLBACK_MODELS)
@@ -209,10 +218,12 @@ class Settings(BaseSettings):
 
     @field_validator("openrouter_app_name", "openrouter_app_url")
     @classmethod
-    def _check_header_value(cls, value: str | None) -> str | None:
+    def _check_header_value(cls, value: str, info: ValidationInfo) -> str:
         # Sent as HTTP headers (X-Title, HTTP-Referer), which carry ASCII only.
-        if value is not None and not (value.isascii() and value.isprintable()):
+        if not (value.isascii() and value.isprintable()):
             raise ValueError("must be printable ASCII (it is sent as an HTTP header)")
+        if not value.strip():  # empty, as in a copied .env.example: the default, attribution stays on
+            return defaults.APP_NAME if info.field_name == "openrouter_app_name" else defaults.APP_URL
         return value
 
     @model_validator(mode="after")

@@ -10,6 +10,11 @@ OPENROUTER = "openrouter"
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 APP_NAME = "openrouter-voice"
 """Sent as ``X-Title`` / ``X-OpenRouter-Title`` (OpenRouter's app attribution)."""
+APP_URL = "http://localhost:3000"
+"""Sent as ``HTTP-Referer``, the app's identifier in OpenRouter's attribution, on every request. The
+original design's default: the app runs on the user's machine and has no public site of its own, and
+OpenRouter tracks a localhost app by its title, which is always sent with it. A deployment sets its
+own URL (``OPENROUTER_APP_URL`` or ``app_url=``)."""
 
 FIRST_TOKEN_TIMEOUT = 2.0
 """Seconds from sending a request to its first content token before the next model is tried."""

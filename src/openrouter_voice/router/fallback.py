@@ -97,7 +97,8 @@ class FallbackRouter:
         hedge_budget: at most this share of the requests in flight may hedge at once (at least one),
             so a slow, overloaded upstream is not sent twice the traffic.
         total_timeout: hard bound on any one upstream call.
-        app_name, app_url: OpenRouter's app attribution headers (printable ASCII).
+        app_name, app_url: OpenRouter's app attribution headers, ``X-Title`` (and ``X-OpenRouter-Title``)
+            and ``HTTP-Referer`` (printable ASCII), sent on every OpenRouter request; None: not sent.
         max_reply_chars, max_tool_args_chars: size caps on one reply and on one tool call's arguments.
         endpoints: extra OpenAI-compatible endpoints by name, ``{"local": ("http://127.0.0.1:8080/v1", None)}``.
         endpoint_options: extra request fields per endpoint name (e.g. sampling settings for a local model).
@@ -126,7 +127,7 @@ class FallbackRouter:
         predictive_ranking: bool = False,
         total_timeout: float = defaults.TOTAL_TIMEOUT,
         app_name: str | None = defaults.APP_NAME,
-        app_url: str | None = None,
+        app_url: str | None = defaults.APP_URL,
         endpoints: dict[str, tuple[str, str | None]] | None = None,
         endpoint_options: dict[str, dict[str, Any]] | None = None,
         health: HealthTracker | None = None,
