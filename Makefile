@@ -50,8 +50,12 @@ espeak-ng:
 chat: $(VENV)/.installed-local | espeak-ng
 	$(BIN)/openrouter-voice chat $(ARGS)
 
+# Two worker processes (pytest-xdist): the audio tests spend most of their time waiting on real-time
+# audio, so two of them share a core well. Tests of one module that share a server started once
+# (xdist_group) run in the same worker. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev,local | espeak-ng
-	OPENROUTER_VOICE_REQUIRE_LOCAL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	OPENROUTER_VOICE_REQUIRE_LOCAL=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Property tests with fresh random examples, ten times as many as `make test` (which runs the same
 # derandomized ones every time); failures are kept in .hypothesis/ and replayed first on the next run.

@@ -14,6 +14,7 @@ from aiohttp import web
 from openrouter_voice.agent.tools.weather import WeatherClient, WeatherError
 from openrouter_voice.fetch import ResponseTooLargeError, fetch
 from openrouter_voice.router.catalog import Catalog, CatalogUnavailableError
+from tests.timing import halfway
 
 
 async def drip(request: web.Request) -> web.StreamResponse:
@@ -62,7 +63,7 @@ async def test_a_dripping_server_is_cut_at_the_total_deadline(server):
     started = asyncio.get_running_loop().time()
     with pytest.raises(httpx2.TimeoutException, match=r"within 0\.4s"):
         await fetch(None, f"{server}/drip", seconds=0.4, max_bytes=1 << 20)
-    assert elapsed_since(started) < 1.0
+    assert elapsed_since(started) < halfway(0.4, 5.0)  # the drip never ends: only the deadline cuts it
 
 
 async def test_an_endless_body_is_cut_at_the_size_cap(server):
@@ -82,7 +83,7 @@ async def test_the_weather_tool_gives_up_within_its_timeout(server):
     started = asyncio.get_running_loop().time()
     with pytest.raises(WeatherError, match="couldn't reach the weather service"):
         await client.current("Paris")
-    assert elapsed_since(started) < 1.2
+    assert elapsed_since(started) < halfway(0.5, 5.0)
 
 
 async def test_the_catalog_gives_up_within_its_timeout(server, tmp_path):
@@ -90,4 +91,4 @@ async def test_the_catalog_gives_up_within_its_timeout(server, tmp_path):
     started = asyncio.get_running_loop().time()
     with pytest.raises(CatalogUnavailableError, match="ReadTimeout"):
         await catalog.models()
-    assert elapsed_since(started) < 1.2
+    assert elapsed_since(started) < halfway(0.5, 5.0)

@@ -25,8 +25,11 @@ import pytest
 from openrouter_voice.local import INSTALL_HINT, REQUEST_OPTIONS, LocalModelError, LocalModelServer, model_path
 from openrouter_voice.router import FallbackRouter
 from tests.conftest import require_local_extra
+from tests.timing import halfway, until
 
 slow = pytest.mark.slow
+# One worker starts the module's llama.cpp server (local_server) once and runs every test using it.
+pytestmark = pytest.mark.xdist_group("local_model")
 
 
 def slow_local(test: Any) -> Any:
@@ -192,7 +195,9 @@ def test_stop_leaves_no_process_behind(caplog: pytest.LogCaptureFixture) -> None
     assert not alive
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    time.sleep(0.3)
+    assert server.drainer is not None
+    server.drainer.join(10)  # the thread that would report a crash is done
+    assert not server.drainer.is_alive()
     assert not [r for r in caplog.records if "stopped unexpectedly" in r.getMessage()]  # we stopped it
 
 
@@ -257,7 +262,8 @@ def test_a_failed_start_reports_the_server_error(caplog: pytest.LogCaptureFixtur
     with pytest.raises(LocalModelError, match=r"exited during start-up[\s\S]*n_ctx"):
         server.start()
     assert not server.running
-    time.sleep(0.3)
+    if server.drainer is not None:
+        server.drainer.join(10)  # the thread that would report a crash is done
     assert "stopped unexpectedly" not in caplog.text  # a failed start is not reported as a crash too
 
 
@@ -315,15 +321,13 @@ async def test_cancelling_astart_stops_the_server_it_was_waiting_for(monkeypatch
         sys.executable, "-c", "import time; time.sleep(60)"])
     server = LocalModelServer(startup_timeout=30)
     task = asyncio.create_task(server.astart())
-    for _ in range(50):
-        await asyncio.sleep(0.1)
-        if server.pid is not None:
-            break
+    await until(lambda: server.pid is not None, "the server process to start", limit=30)
     pid = server.pid
     assert pid is not None
     loop_blocked = time.monotonic()
     await asyncio.sleep(0.05)
-    assert time.monotonic() - loop_blocked < 0.5  # the start runs in a thread, the loop stays free
+    # the start runs in a thread, the loop stays free (a blocking start would hold it for its 30 s)
+    assert time.monotonic() - loop_blocked < halfway(0.05, 30.0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -8,6 +8,7 @@ or the apology. Afterwards no task, socket or stream may be left behind, and mem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import statistics
@@ -48,17 +49,42 @@ async def test_chaos_soak(upstream, request, capsys):
             rss_samples.append(process.memory_info().rss)
             await asyncio.sleep(0.25)
 
-    sampler = asyncio.create_task(sample_memory())
     latencies: list[float] = []
     outcomes = {"reply": 0, "apology": 0}
     fallbacks = 0
+    # The deadlines, in seconds; scaled below by what this machine does now (see calibrate()).
+    deadlines = {"first_token_timeout": 0.3, "stall_timeout": 0.3, "final_first_token_timeout": 0.6,
+                 "hedge_after": 0.15, "total_timeout": 10.0}
+
+    async def calibrate() -> float:
+        """p95 latency of healthy turns with every session at once, on this machine now: 50 LiveKit
+        sessions in one loop keep it busy, and on a shared machine a healthy model's first token can be
+        read later than the 0.3 s deadline, which would fail healthy models (not the router's fault)."""
+        upstream.script("h/healthy", ChaosScript(seed=99, fault_rate=0.0))
+        healthy: list[float] = []
+
+        async def one(n: int) -> None:
+            await asyncio.sleep(n * 0.02)  # arrival spread, as below
+            llm = OpenRouterLLM(router=FallbackRouter(["h/healthy"], api_key=TEST_KEY, base_url=upstream.base_url),
+                                owns_router=True)
+            try:
+                async with AgentSession(llm=llm) as session:
+                    await session.start(Assistant(llm=llm))
+                    for turn in range(2):
+                        started = time.monotonic()
+                        await session.run(user_input=f"calibration {n} turn {turn}")
+                        healthy.append(time.monotonic() - started)
+            finally:
+                await llm.aclose()
+
+        await asyncio.gather(*(one(n) for n in range(sessions)))
+        return statistics.quantiles(healthy, n=20)[18]
 
     async def conversation(n: int) -> None:
         nonlocal fallbacks
         await asyncio.sleep(n * 0.02)  # sessions arrive over a second, not in one loop iteration
         router = FallbackRouter(models=MODELS, api_key=TEST_KEY, base_url=upstream.base_url, app_name="soak",
-                                first_token_timeout=0.3, stall_timeout=0.3, final_first_token_timeout=0.6,
-                                hedge_after=0.15, health=health, total_timeout=10)
+                                health=health, **deadlines)
         llm = OpenRouterLLM(router=router)
         try:
             async with AgentSession(llm=llm) as session:
@@ -96,6 +122,14 @@ async def test_chaos_soak(upstream, request, capsys):
         await warm.start(Assistant(llm=warm_llm))
         await warm.run(user_input="warm up")
     await warm_llm.aclose()
+    # A healthy reply must never miss a deadline only because the machine is slow now: each deadline is
+    # at least 3 times the healthy turn's p95 measured just before, with every session busy (on an idle
+    # 2-core machine that p95 is well under 0.1 s, and the deadlines stay as set).
+    async with LoopLagMonitor() as healthy_lag:
+        healthy_p95 = await calibrate()
+    scale = max(1.0, 3 * healthy_p95 / deadlines["first_token_timeout"])
+    deadlines = {name: value * scale for name, value in deadlines.items()}
+    sampler = asyncio.create_task(sample_memory())
     gc.collect()
     gc.freeze()
     started = time.monotonic()
@@ -106,6 +140,8 @@ async def test_chaos_soak(upstream, request, capsys):
         gc.unfreeze()
     elapsed = time.monotonic() - started
     sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
     faults = sum(c.injected.total() - c.injected["ok"] for c in chaos)
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[18]
@@ -113,7 +149,8 @@ async def test_chaos_soak(upstream, request, capsys):
         print(f"\nsoak: {sessions} sessions x {turns} turns = {len(latencies)} turns in {elapsed:.1f}s; "
               f"faults injected {faults} ({dict(sum((c.injected for c in chaos), start=type(chaos[0].injected)()))}); "
               f"replies {outcomes['reply']}, apologies {outcomes['apology']}, fallback turns {fallbacks}; "
-              f"turn latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; worst loop lag {lag.worst * 1000:.0f} ms "
+              f"turn latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms (healthy p95 {healthy_p95 * 1000:.0f} "
+              f"ms: deadlines x{scale:.1f}); worst loop lag {lag.worst * 1000:.0f} ms "
               f"(busy {lag.worst_busy * 1000:.0f} ms, of which GC pauses up to {lag.gc_worst * 1000:.0f} ms; "
               f"longest step {lag.worst_steps * 1000:.0f} ms)")
 
@@ -124,10 +161,12 @@ async def test_chaos_soak(upstream, request, capsys):
     # No step of any session may stall the others (a blocked loop delays every session's audio). CPython's
     # full garbage collections are reported, not asserted: their pauses grow with every object the 50
     # LiveKit sessions keep alive, whatever code runs (tests/router/test_router_soak.py bounds the whole lag).
-    assert lag.worst_steps < 0.05, f"a step blocked the event loop for {lag.worst_steps * 1000:.0f} ms"
+    # The bound: 50 ms of CPU, or on a busy machine 3 times the longest step of the healthy sessions
+    # measured just before (the same code paths, without faults).
+    bound = max(0.05, 3 * healthy_lag.worst_steps)
+    assert lag.worst_steps < bound, f"a step blocked the event loop for {lag.worst_steps * 1000:.0f} ms"
     # Nothing left behind: streams, tasks, sockets; memory bounded.
-    await asyncio.sleep(0.3)
-    assert upstream.open_streams == 0
+    await upstream.wait_until_idle()
     # (the scripted server's idle keep-alive handlers are the server's, not ours)
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
                 and "web_protocol" not in repr(t)]

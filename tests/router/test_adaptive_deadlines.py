@@ -14,6 +14,7 @@ from openrouter_voice.router import Outcome
 from openrouter_voice.router.deadlines import HEDGE_FLOOR, STALL_FLOOR, hedge_delay, stall_deadline
 from openrouter_voice.testing import Script
 from tests.conftest import USER
+from tests.timing import halfway, until
 
 FULL = ("Today will be mostly sunny with a light breeze from the west, a high of twenty two degrees, "
         "and a clear evening.")
@@ -53,7 +54,9 @@ async def test_hedging_at_the_p95_costs_at_most_5_percent_extra_requests(upstrea
         assert all(r.text == "Healthy reply." for r in replies)
         turns += len(replies)
     extra = len(upstream.requests) - turns
-    assert extra <= 0.05 * turns, f"{extra} hedges in {turns} turns"
+    # Hedging at the p95 costs about 5% (3 to 4% in the benchmark); a loaded machine delays a whole burst
+    # of 20 at once, so the bound is halfway to what hedging at the p90 would cost (10%).
+    assert extra <= halfway(0.05, 0.10) * turns, f"{extra} hedges in {turns} turns"
     # The hedge followed the primary's own tail, below the configured second.
     chosen = hedge_delay(router.health.latency("a/primary"), 1.0)
     assert chosen is not None and 0.6 < chosen.seconds < 0.95, chosen  # true p95 0.6 s + the margin
@@ -75,7 +78,7 @@ async def test_a_hanging_primary_is_hedged_at_its_own_tail_after_warm_up(upstrea
     elapsed = time.monotonic() - started
     assert reply.text == "Backup speaks."
     # p95 TTFT 0.14 s + margin is below the floor: hedged at the floor, far before the configured 1 s.
-    assert HEDGE_FLOOR <= elapsed < HEDGE_FLOOR + 0.05 + 0.2
+    assert HEDGE_FLOOR <= elapsed < halfway(HEDGE_FLOOR + 0.05, 1.0 + 0.05)
     # The debug log says why each deadline had its value.
     sending = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("sending a/primary"))
     assert f"hedge after {HEDGE_FLOOR:.2f}s (floor (p95 TTFT 0.1" in sending
@@ -89,13 +92,13 @@ async def test_a_hedge_loser_is_not_cooled_down_and_its_late_first_token_is_kept
     reply = await router.complete(USER)
     assert reply.text == "Backup speaks."
     assert reply.attempts[0].outcome is Outcome.CANCELLED
-    await asyncio.sleep(0.6)  # its first token comes at 0.6 s, off the turn's path
+    # its first token comes at 0.6 s, off the turn's path
+    await until(lambda: len(router.health.latency("a/slowish").ttft) > 0, "the hedge loser's first token")
     samples = router.health.latency("a/slowish").ttft.samples()
-    assert len(samples) == 1 and 0.6 <= samples[0] < 0.8
+    assert len(samples) == 1 and 0.6 <= samples[0] < halfway(0.6, 1.5)  # its own first token, not its deadline
     assert router.health.is_available("a/slowish") and router.health.reason("a/slowish") is None
-    assert len(router._stragglers) == 0
-    await asyncio.sleep(0.05)
-    assert upstream.open_streams == 0  # the watch closed its stream at the first token
+    await until(lambda: len(router._stragglers) == 0, "the watch to end")
+    await upstream.wait_until_idle()  # the watch closed its stream at the first token
     upstream.script("a/slowish", Script(text="Primary again.", ttft=0.0))
     assert (await router.complete(USER)).model == "a/slowish"
 
@@ -108,8 +111,7 @@ async def test_closing_the_router_stops_watching_hedge_losers(upstream, make_rou
     assert len(router._stragglers) == 1
     await router.aclose()
     assert len(router._stragglers) == 0
-    await asyncio.sleep(0.1)
-    assert upstream.open_streams == 0
+    await upstream.wait_until_idle()
     assert router.health.reason("a/keepalive") is None  # closing is no verdict
 
 
@@ -131,7 +133,7 @@ async def test_a_stall_is_caught_by_the_models_rhythm_well_before_stall_timeout(
                 text += chunk.text
     assert text == FULL
     longest_silence = max(b - a for a, b in itertools.pairwise(times))
-    assert STALL_FLOOR <= longest_silence < STALL_FLOOR + 0.3  # not the configured 1.5 s
+    assert STALL_FLOOR <= longest_silence < halfway(STALL_FLOOR, 1.5)  # not the configured 1.5 s
     assert stream.result is not None and stream.result.attempts[0].outcome is Outcome.STALL
 
 
@@ -158,7 +160,8 @@ async def test_a_dribbling_primary_is_cut_and_the_backup_continues_without_repea
     assert reply.model == "b/backup"
     first = reply.attempts[0]
     assert first.outcome is Outcome.STALL and "too slow for speech" in (first.error or "")
-    assert elapsed < 3.2  # cut after one 2 s window of dribbling, not after the whole reply (~14 s)
+    # cut after one 2 s window of dribbling (under 3 s), not after the whole reply (~14 s)
+    assert elapsed < halfway(3.0, 14.0)
     assert not router.health.is_available("a/dribbles")  # cooled down like a stall
 
 

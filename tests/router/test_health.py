@@ -11,6 +11,7 @@ from openrouter_voice.router import AllModelsFailedError, HealthTracker
 from openrouter_voice.router.latency import LatencyRing
 from openrouter_voice.testing import Script
 from tests.conftest import USER
+from tests.timing import halfway, until
 
 
 async def test_an_older_request_that_succeeds_does_not_undo_a_fresh_retry_after(upstream, make_router):
@@ -22,7 +23,7 @@ async def test_an_older_request_that_succeeds_does_not_undo_a_fresh_retry_after(
     upstream.script("b/backup", Script(text="Backup here."))
     router = make_router(["a/primary", "b/backup"], first_token_timeout=2.0)
     slow = asyncio.create_task(router.complete(USER))
-    await asyncio.sleep(0.1)
+    await until(lambda: len(upstream.requests) == 1, "turn 1 to reach the primary")
     second = await router.complete(USER)
     assert second.model == "b/backup"
     first = await slow
@@ -31,7 +32,7 @@ async def test_an_older_request_that_succeeds_does_not_undo_a_fresh_retry_after(
     third = await router.complete(USER)
     assert third.model == "b/backup"  # ...but the primary stays out as it was told
     assert len(upstream.requests_for("a/primary")) == 2
-    assert 29 < router.health.cooldown_remaining("a/primary") <= 30
+    assert 25 < router.health.cooldown_remaining("a/primary") <= 30  # the Retry-After, not a backoff
 
 
 async def test_a_request_sent_after_the_verdict_closes_the_circuit():
@@ -52,7 +53,7 @@ async def test_healthy_replies_feed_the_models_first_token_latency(upstream, mak
         await router.complete(USER)
     ttft = router.health.latency("a/x").ttft
     assert len(ttft) == 3
-    assert 0.04 < (ttft.quantile(0.5) or 0) < 0.5
+    assert 0.04 < (ttft.quantile(0.5) or 0) < 1.0  # the scripted 50 ms; a loaded machine adds to it
 
 
 def test_latency_ring_keeps_the_most_recent_samples_and_ignores_garbage():
@@ -75,7 +76,8 @@ async def test_when_every_model_was_told_to_wait_briefly_the_turn_waits_instead_
     started = time.monotonic()
     reply = await router.complete(USER)
     waited = time.monotonic() - started
-    assert reply.text == "After the wait." and 0.2 < waited < 0.9  # waited for a/x's 0.3 s, no earlier request
+    # waited for a/x's 0.3 s, not sent before; not the 1 s RETRY_AFTER_WAIT nor a/x's deadline
+    assert reply.text == "After the wait." and 0.2 < waited < halfway(0.3, 0.3 + 2.0)
     assert len(upstream.requests_for("a/x")) == 2 and len(upstream.requests_for("b/y")) == 1
 
 
@@ -87,7 +89,8 @@ async def test_a_long_retry_after_everywhere_still_fails_at_once(upstream, make_
     started = time.monotonic()
     with pytest.raises(AllModelsFailedError):
         await router.complete(USER)
-    assert time.monotonic() - started < 0.1 and len(upstream.requests_for("a/x")) == 1
+    # at once: not RETRY_AFTER_WAIT (1 s), nor the 30 s
+    assert time.monotonic() - started < halfway(0.0, 1.0) and len(upstream.requests_for("a/x")) == 1
 
 
 def test_a_short_retry_after_does_not_inherit_a_longer_backoff():

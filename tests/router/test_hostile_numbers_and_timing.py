@@ -17,6 +17,7 @@ from openrouter_voice.router.catalog import parse_models
 from openrouter_voice.router.errors import MAX_RETRY_AFTER, classify
 from openrouter_voice.testing import Script
 from tests.conftest import USER
+from tests.timing import halfway
 
 HUGE = "1" + "0" * 400  # a 400-digit integer: valid JSON, too big for a float
 TEXT = '{"choices":[{"delta":{"content":"Hello there."}}]}'
@@ -90,13 +91,13 @@ DRIP = Script(status=429, retry_after=7, error_body={"error": {"code": 429, "mes
 async def test_a_dripping_error_body_does_not_hold_the_turn(upstream, make_router, status):
     upstream.script("a/drips", Script(**{**DRIP.__dict__, "status": status}))
     upstream.script("b/healthy", Script(text="Backup answer."))
-    router = make_router(["a/drips", "b/healthy"], first_token_timeout=1.0)
+    router = make_router(["a/drips", "b/healthy"], first_token_timeout=3.0)
     started = time.monotonic()
     first = None
     async for chunk in router.stream(USER):
         if chunk.text and first is None:
             first = time.monotonic() - started
-    assert first is not None and first < 1.0, first
+    assert first is not None and first < halfway(0.0, 3.0), first  # decided at once, not at the deadline
 
 
 async def test_a_dripping_429_is_decided_from_its_status_and_retry_after(upstream, make_router):
@@ -111,7 +112,7 @@ async def test_twenty_concurrent_turns_with_dripping_errors_all_fall_over_in_tim
     upstream.script("a/drips", DRIP)
     upstream.script("b/healthy", Script(text="Backup answer.", ttft=0.05))
     # No hedging: each turn must fall over by itself, not be rescued by a hedge budget.
-    router = make_router(["a/drips", "b/healthy"], first_token_timeout=1.0, hedge_after=None)
+    router = make_router(["a/drips", "b/healthy"], first_token_timeout=3.0, hedge_after=None)
 
     async def turn() -> float:
         started = time.monotonic()
@@ -122,6 +123,5 @@ async def test_twenty_concurrent_turns_with_dripping_errors_all_fall_over_in_tim
 
     # Every turn must reach a/drips first: it is not yet cooling down when they all start.
     firsts = await asyncio.gather(*(turn() for _ in range(20)))
-    assert max(firsts) < 1.0, sorted(firsts)[-3:]
-    await asyncio.sleep(0.3)
-    assert upstream.open_streams == 0
+    assert max(firsts) < halfway(0.0, 3.0), sorted(firsts)[-3:]  # none waited for its deadline
+    await upstream.wait_until_idle()

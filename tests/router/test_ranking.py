@@ -9,7 +9,7 @@ from openrouter_voice.testing import Script
 from tests.conftest import USER
 
 
-async def wait_for(condition, seconds: float = 2.0) -> None:
+async def wait_for(condition, seconds: float = 10.0) -> None:
     for _ in range(int(seconds / 0.01)):
         if condition():
             return

@@ -7,6 +7,7 @@ import os
 
 from openrouter_voice.router import AllModelsFailedError
 from openrouter_voice.testing import ChaosScript, LoopLagMonitor, intended_reply
+from tests.timing import until
 
 
 async def test_concurrent_conversations_through_random_faults(upstream, make_router, capsys):
@@ -42,13 +43,13 @@ async def test_concurrent_conversations_through_random_faults(upstream, make_rou
     assert len(outcomes) == 90
     assert injected > 20
     assert outcomes.count("reply") >= 85  # three models rarely all fail in one turn
-    assert lag.worst < 0.05, f"a router step blocked the event loop for {lag.worst * 1000:.0f} ms"
-    await asyncio.sleep(0.2)
-    assert upstream.open_streams == 0
+    # CPU time of the longest step, without GC pauses: time waiting for a CPU on a busy machine is no
+    # router step's (the wall-clock worst is printed above)
+    assert lag.worst_steps < 0.05, f"a router step blocked the event loop for {lag.worst_steps * 1000:.0f} ms"
+    await upstream.wait_until_idle()
     # Pooled keep-alive connections are expected while the router lives; closing it must free them all.
     await router.aclose()
-    await asyncio.sleep(0.2)
-    assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
+    await until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, "the router's sockets to close")
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
                 and "stream_attempt" in repr(t)]
     assert leftover == []

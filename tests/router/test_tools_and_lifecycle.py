@@ -12,6 +12,7 @@ import pytest
 from openrouter_voice.router import ConfigurationError, FallbackRouter, HealthTracker, Outcome
 from openrouter_voice.testing import Script
 from tests.conftest import TEST_KEY, USER
+from tests.timing import until
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a place",
@@ -97,11 +98,7 @@ async def test_cancelling_a_stream_closes_the_upstream_connection(upstream, make
         if got == 3:
             break
     await stream.aclose()
-    for _ in range(50):
-        if upstream.open_streams == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert upstream.open_streams == 0
+    await upstream.wait_until_idle()
     assert stream.attempts[0].outcome is Outcome.CANCELLED
 
 
@@ -109,15 +106,17 @@ async def test_task_cancellation_mid_first_token_wait_leaks_nothing(upstream, ma
     upstream.script("a/hangs", Script(hang=True))
     router = make_router(["a/hangs"], first_token_timeout=5, final_first_token_timeout=5)
     task = asyncio.create_task(router.complete(USER))
-    await asyncio.sleep(0.2)
+    await until(lambda: len(upstream.requests) == 1, "the request to be in flight")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.1)
+
+    def leftover() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and "router" in repr(t)]
+
     # The half-open/trial bookkeeping was released and no task is left behind.
     assert router.health.is_available("a/hangs")
-    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and "router" in repr(t)]
-    assert leftover == []
+    await until(lambda: not leftover(), "the router's tasks to end")
 
 
 async def test_connections_are_pooled_and_reused(upstream, make_router):
@@ -201,8 +200,7 @@ async def test_no_sockets_left_after_many_requests(upstream, make_router):
     for _ in range(20):
         router.health.reset()
         await router.complete(USER)
-    await asyncio.sleep(0.1)
-    assert open_fds() <= baseline + 2
+    await until(lambda: open_fds() <= baseline + 2, "the failed attempts' sockets to close")
 
 
 def test_router_defaults_come_from_settings(monkeypatch):

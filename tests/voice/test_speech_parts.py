@@ -18,6 +18,7 @@ from openrouter_voice.testing import Script
 from openrouter_voice.testing.cartesia import CartesiaScript
 from openrouter_voice.testing.voice import read_wav, write_wav
 from tests.conftest import TEST_KEY
+from tests.timing import until
 from tests.voice.conftest import local_stt, local_tts, speech
 
 
@@ -126,7 +127,7 @@ async def test_a_tts_refusing_every_request_never_closes_the_session(upstream, c
         for turn in range(5):
             start = len(call.speaker.frames)
             await session.run(user_input=f"Are you there? ({turn})")
-            await asyncio.sleep(1.2)  # the answer plays out in real time
+            await until(lambda n=turn: call.speaker.playbacks > n, f"answer {turn} to play out", limit=30)
             spoken = call.speaker.audio_since(0)
             assert len(call.speaker.frames) > start and spoken.loud_seconds() > 0.3 * (turn + 1)
         assert not call.closed

@@ -176,6 +176,8 @@ class LocalModelServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._lifeline: int | None = None
         self._stderr_tail: deque[str] = deque(maxlen=40)
+        self.drainer: threading.Thread | None = None
+        """Reads the server's stderr until it exits, then reports a crash: ``drainer.join()`` waits for that."""
         self._lock = threading.Lock()
         self._abort = threading.Event()  # set by a cancelled astart()
         self._answered = False  # it answered once: an exit after that is a crash; before it, a failed start
@@ -291,7 +293,8 @@ class LocalModelServer:
             os.close(read_end)
         self._process = process
         _running.add(self)
-        threading.Thread(target=self._drain, args=(process,), name="local-model-stderr", daemon=True).start()
+        self.drainer = threading.Thread(target=self._drain, args=(process,), name="local-model-stderr", daemon=True)
+        self.drainer.start()
 
     def _drain(self, process: subprocess.Popen[bytes]) -> None:
         # Keep reading so the server never blocks on a full pipe; keep the tail for error messages.
@@ -321,7 +324,8 @@ class LocalModelServer:
         process = self._process
         assert process is not None
         if process.poll() is not None:
-            time.sleep(0.2)  # let the reader thread catch the last lines
+            if self.drainer is not None:
+                self.drainer.join(2.0)  # the reader has the last lines once it reaches the end of stderr
             if any("address already in use" in line.lower() for line in self._stderr_tail):
                 self._reap()
                 return "retry"  # another program took the free port first: pick a new one

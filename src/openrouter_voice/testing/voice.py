@@ -112,6 +112,7 @@ class Speaker(io.AudioOutput):
         super().__init__(label="speaker", capabilities=io.AudioOutputCapabilities(pause=False))
         self.frames: list[tuple[float, rtc.AudioFrame]] = []
         self.interruptions = 0
+        self.playbacks = 0  # segments played out or cut: a test waits on this, not on the clock
         self._pending: list[rtc.AudioFrame] = []
         self._flushed = False
         self._player: asyncio.Task[None] | None = None
@@ -149,6 +150,7 @@ class Speaker(io.AudioOutput):
 
     def _finish(self, *, interrupted: bool) -> None:
         position, self._played, self._flushed = self._played, 0.0, False
+        self.playbacks += 1
         self.on_playback_finished(playback_position=position, interrupted=interrupted)
 
     def audio_since(self, since: float) -> Audio:

@@ -60,16 +60,21 @@ class VoiceCall:
         self.metrics: list[Any] = []
         self.closed: list[Any] = []
         self._answered = asyncio.Event()
+        self._measured = asyncio.Event()
         self._http: Any = None
         self._http_session: Any = None
         session.on("user_input_transcribed", self._on_transcript)
         session.on("conversation_item_added", self._on_item)
-        session.on("metrics_collected", lambda ev: self.metrics.append(ev.metrics))
+        session.on("metrics_collected", self._on_metrics)
         session.on("close", lambda ev: self.closed.append(ev))
 
     def _on_transcript(self, ev: Any) -> None:
         if ev.is_final and ev.transcript.strip():
             self.heard.append(ev.transcript.strip())
+
+    def _on_metrics(self, ev: Any) -> None:
+        self.metrics.append(ev.metrics)
+        self._measured.set()
 
     def _on_item(self, ev: Any) -> None:
         item = ev.item
@@ -99,8 +104,18 @@ class VoiceCall:
             # context variable is unset and its own exit closes nothing
             await self._http_session.close()
 
-    async def say(self, audio: Audio, *, wait: float = 30.0, settle: float = 0.3) -> Turn:
-        """Speak ``audio`` and wait for the agent's whole answer (at most ``wait`` s); the turn as heard."""
+    async def _wait_for_metrics(self, since: int, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while not ({LLMMetrics, TTSMetrics} <= {type(m) for m in self.metrics[since:]}):
+            self._measured.clear()
+            try:
+                await asyncio.wait_for(self._measured.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                return  # a turn without them (no answer, or cut before speech)
+
+    async def say(self, audio: Audio, *, wait: float = 30.0, settle: float = 2.0) -> Turn:
+        """Speak ``audio`` and wait for the agent's whole answer (at most ``wait`` s) and for LiveKit's
+        LLM and TTS metrics of the turn (at most ``settle`` s more); the turn as heard."""
         started = time.monotonic()
         heard_before, answers_before, metrics_before = len(self.heard), len(self.answers), len(self.metrics)
         self._answered.clear()
@@ -112,7 +127,7 @@ class VoiceCall:
                 await asyncio.wait_for(self._answered.wait(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
                 break
-        await asyncio.sleep(settle)  # metrics of the turn arrive just after its item
+        await self._wait_for_metrics(metrics_before, settle)  # they may arrive just after the turn's item
         answers = self.answers[answers_before:]
         return Turn(heard=" ".join(self.heard[heard_before:]), answer=" ".join(a for a, _ in answers),
                     audio=self.speaker.audio_since(started), speech_end=speech_end,
