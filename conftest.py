@@ -33,6 +33,11 @@ settings.register_profile("fuzz", derandomize=False, database=DirectoryBasedExam
 # `pytest --hypothesis-profile=fuzz` (make fuzz) overrides it.
 settings.load_profile("default")
 
+# pytest-xdist's workers inherit COLUMNS=80 from their start-up; rich's consoles, made when the CLI module
+# is imported, would keep that width for good, and tests that set COLUMNS themselves (wide tables) would
+# depend on which test imported the CLI first. Without it, as in a single process, width is read per call.
+os.environ.pop("COLUMNS", None)
+
 _OURS = ("OPENROUTER", "LIVEKIT", "DEEPGRAM", "CARTESIA")
 
 

@@ -28,7 +28,8 @@ from tests.conftest import require_local_extra
 from tests.timing import halfway, until
 
 slow = pytest.mark.slow
-# One worker starts the module's llama.cpp server (local_server) once and runs every test using it.
+# One worker starts the module's llama.cpp server (local_server) once and runs every test using it; other
+# tests that start a real server join the group, so one server runs at a time.
 pytestmark = pytest.mark.xdist_group("local_model")
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from livekit.agents import AgentSession
 
 from openrouter_voice.agent import Assistant, OpenRouterLLM
@@ -22,6 +23,9 @@ def leaks(text: str) -> list[str]:
     return [s for s in (KEY, *OTHER_SECRETS.values()) if s in text]
 
 
+# A real llama.cpp server: in the xdist group of tests/test_local_model.py, so one runs at a time
+# (two servers' threads spinning against each other on 2 cores slow both down tenfold).
+@pytest.mark.xdist_group("local_model")
 def test_failing_chat_run_at_debug_leaks_no_secret(tmp_path):
     with ScriptedUpstream() as up:
         # The upstream echoes the key back in its error, as a misbehaving proxy might.

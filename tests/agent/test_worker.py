@@ -423,6 +423,9 @@ def test_a_local_model_that_cannot_start_is_one_warning_not_a_crash(worker, capl
     assert "local model fallback unavailable, running without it" in warnings[0] and "SIGILL" in warnings[0]
 
 
+# A real llama.cpp server: in the xdist group of tests/test_local_model.py, so one runs at a time
+# (two servers' threads spinning against each other on 2 cores slow both down tenfold).
+@pytest.mark.xdist_group("local_model")
 @pytest.mark.slow
 def test_run_worker_serves_the_real_local_model_to_its_jobs(worker, env, monkeypatch):
     """The real llama.cpp server: started before livekit's CLI, answers a job's turn when OpenRouter is

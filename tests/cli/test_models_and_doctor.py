@@ -62,6 +62,9 @@ def test_models_offline_without_cache_says_how_to_fix(env):
     assert "OPENROUTER_BASE_URL" in result.output
 
 
+# A real llama.cpp server: in the xdist group of tests/test_local_model.py, so one runs at a time
+# (two servers' threads spinning against each other on 2 cores slow both down tenfold).
+@pytest.mark.xdist_group("local_model")
 def test_doctor_reports_every_problem_with_a_fix_and_no_secret(env):
     env.setenv("OPENROUTER_API_KEY", GOOD_KEY)
     env.setenv("OPENROUTER_FALLBACK_MODELS", "google/gemini-1.5-flash,mistralai/mistral-7b-instruct")
