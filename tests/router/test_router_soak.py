@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
+import time
+from collections.abc import Awaitable
 
 from openrouter_voice.router import AllModelsFailedError
 from openrouter_voice.testing import ChaosScript, LoopLagMonitor, intended_reply
 from tests.timing import until
+
+
+async def timed(turn: Awaitable[object]) -> float:
+    started = time.monotonic()
+    await turn
+    return time.monotonic() - started
 
 
 async def test_concurrent_conversations_through_random_faults(upstream, make_router, capsys):
@@ -15,8 +24,16 @@ async def test_concurrent_conversations_through_random_faults(upstream, make_rou
     models = ["a/one", "b/two", "c/three"]
     for model, script in zip(models, chaos, strict=True):
         upstream.script(model, script)
-    router = make_router(models, first_token_timeout=0.3, stall_timeout=0.3, final_first_token_timeout=0.6,
-                         hedge_after=0.15)
+    # A healthy reply must never miss a deadline only because the machine is slow now: the deadlines are
+    # at least 3 times a healthy turn's p95 measured just before, with every conversation at once.
+    upstream.script("h/healthy", ChaosScript(seed=99, fault_rate=0.0))
+    calibration = make_router(["h/healthy"])
+    healthy = await asyncio.gather(*(timed(calibration.complete([{"role": "user", "content": f"calibration {n}"}]))
+                                     for n in range(15 * 3)))
+    healthy_p95 = statistics.quantiles(healthy, n=20)[18]
+    scale = max(1.0, 3 * healthy_p95 / 0.3)
+    router = make_router(models, first_token_timeout=0.3 * scale, stall_timeout=0.3 * scale,
+                         final_first_token_timeout=0.6 * scale, hedge_after=0.15 * scale)
     fds_before = len(os.listdir("/proc/self/fd"))
     outcomes: list[str] = []
 
@@ -39,7 +56,8 @@ async def test_concurrent_conversations_through_random_faults(upstream, make_rou
     injected = sum(c.injected.total() - c.injected["ok"] for c in chaos)
     with capsys.disabled():  # the figures belong in CI's log even when the test passes
         print(f"\nrouter soak: turns={len(outcomes)} replies={outcomes.count('reply')} "
-              f"apologies={outcomes.count('apology')} faults={injected} worst loop lag={lag.worst * 1000:.1f} ms")
+              f"apologies={outcomes.count('apology')} faults={injected} worst loop lag={lag.worst * 1000:.1f} ms "
+              f"(healthy p95 {healthy_p95 * 1000:.0f} ms: deadlines x{scale:.1f})")
     assert len(outcomes) == 90
     assert injected > 20
     assert outcomes.count("reply") >= 85  # three models rarely all fail in one turn
