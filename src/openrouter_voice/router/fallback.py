@@ -198,6 +198,9 @@ class FallbackRouter:
             "dribble_window": settings.dribble_window, "predictive_ranking": settings.predictive_ranking,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
+        shared = settings.shared_health()  # the fleet's (Redis) when configured: every such router shares it
+        if shared is not None:
+            options["health"] = shared
         # Endpoints given here join the configured ones (same name: the one given here wins).
         options.update(overrides, endpoints={**endpoints, **(overrides.get("endpoints") or {})})
         return cls(settings.chain() if models is None else models, **options)
