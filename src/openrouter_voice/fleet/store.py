@@ -141,6 +141,20 @@ class RedisHealthStore:
                     await self._changed.wait()
         return condition()
 
+    async def flush(self, limit: float) -> bool:
+        """Wait until everything queued before this call has been sent to Redis (True), or ``limit``
+        seconds (False); while Redis is away, queued verdicts wait for the replay and this returns False."""
+        done = asyncio.Event()
+
+        async def mark(client: aioredis.Redis) -> None:
+            done.set()
+
+        self._submit(mark)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                await done.wait()
+        return done.is_set()
+
     async def aclose(self) -> None:
         """Stop the background tasks and close the connections (idempotent)."""
         self._closed = True
