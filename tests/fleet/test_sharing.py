@@ -122,7 +122,7 @@ async def test_no_key_prompt_or_reply_is_stored(make_store, redis_server, prefix
         for key in await client.keys(f"{prefix}:*"):
             kind = (await client.type(key)).decode()
             value = {"hash": client.hgetall, "list": lambda k: client.lrange(k, 0, -1),
-                     "set": client.smembers}[kind](key)
+                     "set": client.smembers, "string": client.get}[kind](key)
             dump.append(repr(await value))
     finally:
         await client.aclose()

@@ -361,7 +361,7 @@ class RedisHealthStore:
         client = self._client
         if client is None:
             return
-        run_id = str((await client.info("server")).get("run_id", ""))
+        run_id = await self._epoch(client)
         if not self._online:
             await self._back_online(client, restarted=run_id != self._run_id)
         self._run_id = run_id
@@ -371,6 +371,16 @@ class RedisHealthStore:
             self._synced.set()
         if self._changed is not None:
             self._changed.set()
+
+    async def _epoch(self, client: aioredis.Redis) -> str:
+        """A random mark this Redis keeps while it keeps our data: a new one means it lost everything
+        (restarted without persistence, or flushed). Portable where INFO is restricted."""
+        key = self.key("epoch")
+        epoch = await client.get(key)
+        if epoch is None:
+            await client.set(key, uuid.uuid4().hex, nx=True)
+            epoch = await client.get(key)
+        return epoch.decode("ascii", "replace") if isinstance(epoch, bytes) else str(epoch)
 
     async def _back_online(self, client: aioredis.Redis, *, restarted: bool) -> None:
         """Reconnected: replay the verdicts taken meanwhile, or re-seed a Redis that lost them."""
