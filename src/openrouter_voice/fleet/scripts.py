@@ -116,13 +116,13 @@ redis.call('HSET', KEYS[1], 'tool_less', 1)
 return publish(KEYS[1], ARGV[1], ARGV[2])
 """
 
-# KEYS: hash, models set, ttft list, gap list. ARGV: model, ttft ('' = none), cost ('' = none), ttft cap,
+# KEYS: hash, models set, ttft list, gap list. ARGV: model, ttfts (comma list, '' = none), cost ('' = none), ttft cap,
 # gap cap, then the gaps. Samples are appended, never a whole summary rewritten (no lost updates).
 REPLY = _PRELUDE + r"""
 own(KEYS[1], 'hash'); own(KEYS[2], 'set'); own(KEYS[3], 'list'); own(KEYS[4], 'list')
 redis.call('SADD', KEYS[2], ARGV[1])
 if ARGV[2] ~= '' then
-  redis.call('RPUSH', KEYS[3], ARGV[2])
+  for ttft in string.gmatch(ARGV[2], '[^,]+') do redis.call('RPUSH', KEYS[3], ttft) end
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
 end
 if #ARGV > 5 then

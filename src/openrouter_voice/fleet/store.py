@@ -47,6 +47,8 @@ CLAIM_TTL = 3.0
 TRIAL_TTL = 15.0
 """Seconds a running trial keeps its lock: a crashed holder blocks the model no longer than this."""
 REPLAY_LIMIT = 512
+SAMPLE_FLUSH = 0.5
+"""Seconds latency samples and costs are gathered before one write per model (not one per reply)."""
 
 _Op = Callable[[aioredis.Redis], Awaitable[Any]]
 
@@ -78,6 +80,8 @@ class RedisHealthStore:
         self._changed: asyncio.Event | None = None  # set at each change applied to the local copy
         self._closed = False
         self._scripts: dict[str, Any] = {}
+        self._samples: dict[str, tuple[list[float], list[float], float]] = {}  # model -> (ttfts, gaps, cost)
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     # -- wiring --------------------------------------------------------------------------------------
 
@@ -102,7 +106,7 @@ class RedisHealthStore:
             return True
         # First use, or a new event loop (the old one is gone with its connections): start afresh.
         self._loop, self._online, self._applied, self._pending, self._newest = loop, False, {}, {}, {}
-        self._run_id, self._claiming = None, set()
+        self._run_id, self._claiming, self._samples, self._flush_timer = None, set(), {}, None
         self._replay.clear()
         self._client = aioredis.Redis.from_url(
             self.url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
@@ -144,6 +148,9 @@ class RedisHealthStore:
     async def flush(self, limit: float) -> bool:
         """Wait until everything queued before this call has been sent to Redis (True), or ``limit``
         seconds (False); while Redis is away, queued verdicts wait for the replay and this returns False."""
+        if self._flush_timer is not None:  # samples gathered so far go first
+            self._flush_timer.cancel()
+            self._flush_samples()
         done = asyncio.Event()
 
         async def mark(client: aioredis.Redis) -> None:
@@ -158,6 +165,9 @@ class RedisHealthStore:
     async def aclose(self) -> None:
         """Stop the background tasks and close the connections (idempotent)."""
         self._closed = True
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         tasks, self._tasks = self._tasks, []
         # Cancelled again until done: on Python 3.11 a cancellation that meets a timeout expiring inside
         # redis-py can be swallowed (each loop also ends by itself once closed).
@@ -219,15 +229,33 @@ class RedisHealthStore:
         self._submit(self._lease(model, 0.0))
 
     def reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None) -> None:
+        # Gathered and written once per SAMPLE_FLUSH per model: a healthy turn costs Redis nothing at once.
+        if not self._ensure_started() or self._loop is None:
+            return
+        ttfts, gap_list, total = self._samples.get(model, ([], [], 0.0))
+        if ttft is not None:
+            ttfts.append(ttft)
+        gap_list.extend(gaps)
+        self._samples[model] = (ttfts[-TTFT_SAMPLES:], gap_list[-GAP_SAMPLES:], total + (cost or 0.0))
+        if self._flush_timer is None:
+            self._flush_timer = self._loop.call_later(SAMPLE_FLUSH, self._flush_samples)
+
+    def _flush_samples(self) -> None:
+        self._flush_timer = None
+        samples, self._samples = self._samples, {}
+        for model, (ttfts, gaps, cost) in samples.items():
+            self._submit(self._write_samples(model, ttfts, gaps, cost))
+
+    def _write_samples(self, model: str, ttfts: list[float], gaps: list[float], cost: float) -> _Op:
         keys = [self.key("m", model), self.key("models"), self.key("ttft", model), self.key("gap", model)]
-        args = [model, "" if ttft is None else repr(ttft), "" if cost is None else repr(cost),
-                str(TTFT_SAMPLES), str(GAP_SAMPLES), *(repr(g) for g in gaps[-GAP_SAMPLES:])]
+        args = [model, ",".join(map(repr, ttfts)), repr(cost) if cost else "", str(TTFT_SAMPLES), str(GAP_SAMPLES),
+                *map(repr, gaps)]
 
         async def op(client: aioredis.Redis) -> None:
             if await self._scripts["REPLY"](keys=keys, args=args, client=client):
                 self._warn_once("healed", "a Redis key of %s under %r had the wrong type; replaced", model, self.prefix)
 
-        self._submit(op)
+        return op
 
     # -- operations ------------------------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ class HealthTracker:
         """
         health = self._get(model)
         health.successes += 1
-        if self.sink is not None:
+        if self.sink is not None and health.failures:  # a closed circuit has nothing to tell the fleet
             self.sink.succeeded(model, sent=sent, at=self._clock())
         if health.failures and sent is not None and sent < health.failed_at:
             return False
