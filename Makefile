@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test fuzz lint bench bench-voice clean llama-wheel espeak-ng
+.PHONY: chat test fuzz lint bench bench-voice clean llama-wheel espeak-ng redis-server
 
 # llama.cpp (the 'local' extra) is built once into a wheel kept beside pip's cache, for any x86-64 with
 # AVX2 rather than -march=native: a native build uses AMX where the build machine advertises it and then
@@ -47,6 +47,13 @@ espeak-ng:
 	    apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
 	  else echo "The local voice needs espeak-ng: sudo apt-get install espeak-ng (or brew install espeak-ng)"; fi; }
 
+# The fleet health tests share state through a real Redis: Debian's redis-server, like espeak-ng.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "The fleet health tests need redis-server: sudo apt-get install redis-server (or brew install redis)"; fi; }
+
 chat: $(VENV)/.installed-local | espeak-ng
 	$(BIN)/openrouter-voice chat $(ARGS)
 
@@ -54,7 +61,7 @@ chat: $(VENV)/.installed-local | espeak-ng
 # audio, so two of them share a core well. Tests of one module that share a server started once
 # (xdist_group) run in the same worker. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
-test: $(VENV)/.installed-dev,local | espeak-ng
+test: $(VENV)/.installed-dev,local | espeak-ng redis-server
 	OPENROUTER_VOICE_REQUIRE_LOCAL=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Property tests with fresh random examples, ten times as many as `make test` (which runs the same

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AliasChoices,
@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from .redact import redact, register_secret
 from .router import defaults
 from .router.defaults import OPENROUTER_BASE_URL
+
+if TYPE_CHECKING:
+    from .router.health import HealthTracker
 
 __all__ = ["OPENROUTER_BASE_URL", "ConfigError", "EndpointConfig", "Settings", "load_settings", "validate_model_id"]
 
@@ -135,6 +138,14 @@ class Settings(BaseSettings):
         default=True, validation_alias=AliasChoices("OPENROUTER_VOICE_LOCAL_FALLBACK", "local_fallback"),
     )
 
+    # Share model health with every process of the deployment through Redis/Valkey (redis://, rediss://).
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENROUTER_VOICE_REDIS_URL", "redis_url"),
+    )
+    redis_prefix: str = Field(
+        default="openrouter-voice", validation_alias=AliasChoices("OPENROUTER_VOICE_REDIS_PREFIX", "redis_prefix"),
+    )
+
     livekit_url: str | None = None
     livekit_api_key: str | None = None
     livekit_api_secret: SecretStr | None = None
@@ -182,6 +193,22 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        from .fleet.urls import check_redis_url
+
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(check_redis_url(value.get_secret_value()))
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _check_redis_prefix(cls, value: str) -> str:
+        from .fleet.urls import check_prefix
+
+        return check_prefix(value)
 
     @field_validator("first_token_timeout", "stall_timeout")
     @classmethod
@@ -253,6 +280,13 @@ class Settings(BaseSettings):
                 seen.append(model)
         return seen
 
+    def shared_health(self) -> HealthTracker | None:
+        """The model health every router built from these settings in this process shares with the
+        fleet (Redis when OPENROUTER_VOICE_REDIS_URL is set), or None: each router keeps its own."""
+        from .fleet import health_for
+
+        return health_for(self)
+
     @property
     def api_key(self) -> str | None:
         """The OpenRouter key as a plain string (never log it)."""
@@ -271,6 +305,8 @@ _ENV_NAMES = {
     "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
     "weather_geocoding_url": "OPENROUTER_VOICE_GEOCODING_URL",
     "weather_forecast_url": "OPENROUTER_VOICE_FORECAST_URL",
+    "redis_url": "OPENROUTER_VOICE_REDIS_URL",
+    "redis_prefix": "OPENROUTER_VOICE_REDIS_PREFIX",
 }
 _FIXES = {
     "OPENROUTER_FIRST_TOKEN_TIMEOUT": "set it to seconds, e.g. OPENROUTER_FIRST_TOKEN_TIMEOUT=2.0",
@@ -293,6 +329,10 @@ _FIXES = {
     "CARTESIA_BASE_URL": "use an http(s) URL, e.g. https://api.cartesia.ai (or unset it)",
     "OPENROUTER_APP_URL": "use an ASCII URL (percent-encode other characters), e.g. https://example.com",
     "OPENROUTER_API_KEY": "copy the key again from https://openrouter.ai/keys, on one line",
+    "OPENROUTER_VOICE_REDIS_URL": ("use redis://[:password@]host[:port][/db] (rediss:// for TLS), e.g. "
+                                   "OPENROUTER_VOICE_REDIS_URL=redis://127.0.0.1:6379/0, or unset it to keep "
+                                   "health per worker"),
+    "OPENROUTER_VOICE_REDIS_PREFIX": "use a short name without spaces, e.g. OPENROUTER_VOICE_REDIS_PREFIX=voice-prod",
 }
 
 
@@ -322,7 +362,7 @@ def load_settings(**overrides: Any) -> Settings:
             inner = ".".join(str(part) for part in error["loc"][1:])
             message = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"{variable}: ").rstrip(".")
             raw = error.get("input")
-            secret = any("key" in str(part) or "secret" in str(part) for part in error["loc"])
+            secret = any("key" in str(part) or "secret" in str(part) or part == "redis_url" for part in error["loc"])
             shown = "" if secret or isinstance(raw, dict) else f" (got {raw!r})"
             fix = _FIXES.get(variable, "fix the value or unset it to use the default")
             where = f" ({inner})" if inner else ""

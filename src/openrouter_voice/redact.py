@@ -25,7 +25,7 @@ _lock = threading.Lock()
 MASK = "***"
 MIN_FRAGMENT = 6
 """A piece of a registered key this long, left at the start or end of a cut text, is masked too."""
-LOGGERS = ("openrouter_voice", "httpx2", "httpcore2")
+LOGGERS = ("openrouter_voice", "httpx2", "httpcore2", "redis")
 """Whose records :func:`install` redacts: this package's, and the HTTP library's (its DEBUG records
 carry response status lines and headers, which a hostile server can make echo the key)."""
 

@@ -1,9 +1,10 @@
-"""The ``openrouter-voice`` command: agent, chat, models, doctor.
+"""The ``openrouter-voice`` command: agent, chat, models, health, doctor.
 
 >>> # openrouter-voice chat            talk in text through the router and the agent's tools
 >>> # openrouter-voice talk q.wav       one voice turn through the worker's pipeline, offline without keys
 >>> # openrouter-voice agent dev       run the LiveKit voice worker (dev|start|console|download-files)
 >>> # openrouter-voice models --tools  OpenRouter's catalog, filtered
+>>> # openrouter-voice health          the model health the fleet shares (live; --once, --json)
 >>> # openrouter-voice doctor          check every setting and say how to fix it
 """
 
@@ -142,6 +143,20 @@ def models(
     out.print(models_table(chosen[:limit], chain=settings.chain()))
     if len(chosen) > limit:
         console.print(f"{len(chosen) - limit} more; use --limit or a filter")
+
+
+@app.command()
+def health(
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit (for scripts).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON and exit.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.", min=0.1)] = 1.0,
+) -> None:
+    """Show the model health the fleet shares: state, cooldown and why, TTFT, hedge delay, failures, cost."""
+    from .health import run_health
+
+    settings = settings_or_exit()
+    setup_logging(settings.debug)
+    raise typer.Exit(run_health(settings, once=once, as_json_output=as_json, interval=interval, out=out, err=console))
 
 
 @app.command()

@@ -199,6 +199,9 @@ class FallbackRouter:
             "dribble_window": settings.dribble_window, "predictive_ranking": settings.predictive_ranking,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
+        shared = settings.shared_health()  # the fleet's (Redis) when configured: every such router shares it
+        if shared is not None:
+            options["health"] = shared
         # Endpoints given here join the configured ones (same name: the one given here wins).
         options.update(overrides, endpoints={**endpoints, **(overrides.get("endpoints") or {})})
         return cls(settings.chain() if models is None else models, **options)
@@ -276,7 +279,7 @@ class FallbackRouter:
         self._tool_support.update(support)
 
     def supports_tools(self, target: Target) -> bool:
-        return self._tool_support.get(target.label, True)
+        return self._tool_support.get(target.label, True) and not self.health.tool_less(target.label)
 
     def _plan(self, needs_tools: bool = False) -> list[Target]:
         """Chain order for one request (see :mod:`.plan`)."""
@@ -375,6 +378,7 @@ class FallbackRouter:
         if self.supports_tools(target):
             logger.warning("%s does not support tool calling; it will answer without tools", target.label)
         self.set_tool_support({target.label: False})
+        self.health.mark_tool_less(target.label)  # shared: the fleet's other sessions learn it too
 
     def _report_bad_key(self, endpoint: str, status: int | None) -> None:
         # Other endpoints (the local model) may still answer the turn, which would hide a bad key

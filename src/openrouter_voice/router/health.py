@@ -13,6 +13,9 @@ nothing about the model since, and must not undo a fresh verdict such as a Retry
 
 Times are wall-clock seconds (``time.time``), so expiries mean the same in every process that
 shares them. Beside each circuit lives the model's recent latency (:mod:`.latency`).
+
+A :class:`~.sharing.HealthSink` attached to the tracker shares all of it with other processes
+(:mod:`openrouter_voice.fleet`); the turn still reads only this local copy and never waits on the store.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .latency import ModelLatency
+from .sharing import HealthSink, SharedState
 
 
 class CircuitState(enum.StrEnum):
@@ -43,6 +47,9 @@ class ModelHealth:
     told_until: float = 0.0  # the upstream asked not to be asked again before this (Retry-After)
     successes: int = 0
     total_failures: int = 0
+    tool_less: bool = False  # it refused tools: it gets turns without them
+    lease_until: float = 0.0  # this process holds the fleet's half-open trial until then
+    cost: float = 0.0  # credits its replies cost so far (where the upstream reported it)
     latency: ModelLatency = field(default_factory=ModelLatency)
 
     def state(self, now: float) -> CircuitState:
@@ -87,6 +94,14 @@ class HealthTracker:
         self.exclude_cooldown = exclude_cooldown
         self._clock = clock
         self._models: dict[str, ModelHealth] = {}
+        self.sink: HealthSink | None = None
+
+    def attach(self, sink: HealthSink | None) -> None:
+        """Share this tracker's verdicts through ``sink`` (None: keep them in this process)."""
+        self.sink = sink
+
+    def _arbitrated(self) -> bool:
+        return self.sink is not None and self.sink.online
 
     def _get(self, model: str) -> ModelHealth:
         health = self._models.get(model)
@@ -100,10 +115,16 @@ class HealthTracker:
     def is_available(self, model: str) -> bool:
         """True if a request may be sent to ``model`` now (closed, or half-open with no trial running)."""
         health = self._get(model)
-        state = health.state(self._clock())
+        now = self._clock()
+        state = health.state(now)
         if state is CircuitState.CLOSED:
             return True
-        return state is CircuitState.HALF_OPEN and not health.trial_in_flight
+        if state is not CircuitState.HALF_OPEN or health.trial_in_flight:
+            return False
+        if self.sink is not None and self.sink.online and now >= health.lease_until:
+            self.sink.trial_wanted(model)  # another process may hold the trial: ask, never wait
+            return False
+        return True
 
     def now(self) -> float:
         """The tracker's clock: pass it as ``sent`` to :meth:`record_success` for requests you track."""
@@ -112,14 +133,28 @@ class HealthTracker:
     def begin(self, model: str) -> bool:
         """Mark a request as sent to ``model``. Returns True if it is the half-open trial."""
         health = self._get(model)
-        if health.state(self._clock()) is CircuitState.HALF_OPEN:
-            health.trial_in_flight = True
-            return True
-        return False
+        now = self._clock()
+        if health.state(now) is not CircuitState.HALF_OPEN:
+            return False
+        if self._arbitrated() and now >= health.lease_until:
+            return False  # sent as a last resort while another process holds the trial
+        health.trial_in_flight = True
+        if self.sink is not None and now < health.lease_until:
+            self.sink.trial_started(model)
+        return True
 
     def end_trial(self, model: str) -> None:
         """The half-open trial ended without a verdict on the model (e.g. the caller cancelled)."""
-        self._get(model).trial_in_flight = False
+        health = self._get(model)
+        was_trial = health.trial_in_flight
+        health.trial_in_flight = False
+        if self.sink is not None and was_trial and health.lease_until:
+            health.lease_until = 0.0
+            self.sink.trial_ended(model)
+
+    def grant_trial(self, model: str, until: float) -> None:
+        """The fleet's store gave this process the half-open trial of ``model`` until ``until``."""
+        self._get(model).lease_until = until
 
     def record_success(self, model: str, *, sent: float | None = None) -> bool:
         """``model`` answered a request sent at ``sent`` (the tracker's clock; None: just now).
@@ -135,6 +170,8 @@ class HealthTracker:
         """
         health = self._get(model)
         health.successes += 1
+        if self.sink is not None and health.failures:  # a closed circuit has nothing to tell the fleet
+            self.sink.succeeded(model, sent=sent, at=self._clock())
         if health.failures and sent is not None and sent < health.failed_at:
             return False
         health.failures = 0
@@ -142,6 +179,7 @@ class HealthTracker:
         health.reason = None
         health.trial_in_flight = False
         health.told_until = 0.0
+        health.lease_until = 0.0
         return True
 
     def record_failure(self, model: str, *, reason: str, retry_after: float | None = None,
@@ -167,7 +205,66 @@ class HealthTracker:
         health.failed_at = now
         health.open_until = max(health.open_until, now + cooldown)
         health.reason = reason
+        health.lease_until = 0.0
+        if self.sink is not None:
+            self.sink.failed(model, reason=reason, retry_after=retry_after, exclude=exclude, at=now)
         return cooldown
+
+    def record_reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None = None) -> None:
+        """A healthy reply's time to first token, gaps between chunks (seconds) and cost (credits).
+
+        >>> health = HealthTracker()
+        >>> health.record_reply("m", ttft=0.3, gaps=[0.01, 0.02], cost=0.001)
+        >>> len(health.latency("m").ttft), len(health.latency("m").gap), health.cost("m")
+        (1, 2, 0.001)
+        """
+        health = self._get(model)
+        if ttft is not None:
+            health.latency.ttft.add(ttft)
+        health.latency.gap.extend(gaps)
+        if cost is not None and cost >= 0:
+            health.cost += cost
+        if self.sink is not None:
+            self.sink.reply(model, ttft=ttft, gaps=gaps, cost=cost)
+
+    def mark_tool_less(self, model: str) -> None:
+        """``model`` refused tools: later turns send it none (after the models that take them)."""
+        health = self._get(model)
+        if not health.tool_less and self.sink is not None:
+            self.sink.tool_less(model)
+        health.tool_less = True
+
+    def tool_less(self, model: str) -> bool:
+        return self._get(model).tool_less
+
+    def cost(self, model: str) -> float:
+        """Credits ``model``'s replies cost so far, as far as this tracker knows."""
+        return self._get(model).cost
+
+    def models(self) -> list[str]:
+        """Every model this tracker has heard of."""
+        return list(self._models)
+
+    def apply_shared(self, model: str, state: SharedState) -> None:
+        """Take the fleet's view of ``model`` (from the store) as the local copy."""
+        health = self._get(model)
+        if state.failures == 0 or state.failed_at > health.failed_at:
+            health.trial_in_flight = False  # closed, or a newer verdict: no trial of ours is pending
+            health.lease_until = 0.0
+        health.failures = state.failures
+        health.open_until = state.open_until
+        health.failed_at = state.failed_at
+        health.reason = state.reason
+        health.told_until = state.told_until
+        health.successes = max(health.successes, state.successes)
+        health.total_failures = max(health.total_failures, state.total_failures)
+        health.tool_less = health.tool_less or state.tool_less
+
+    def shared_view(self, model: str) -> SharedState:
+        """The local copy of ``model``'s circuit, as a store would hold it."""
+        h = self._get(model)
+        return SharedState(h.failures, h.open_until, h.failed_at, h.reason, h.told_until, h.successes,
+                           h.total_failures, h.tool_less)
 
     def latency(self, model: str) -> ModelLatency:
         """``model``'s recent healthy latency (time to first token, gaps between chunks)."""

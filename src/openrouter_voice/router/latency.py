@@ -52,6 +52,12 @@ class LatencyRing:
         for seconds in samples:
             self.add(seconds)
 
+    def replace(self, samples: Iterable[float]) -> None:
+        """Hold ``samples`` (oldest first) instead: the fleet's recent samples, which include ours."""
+        kept = [s for s in samples if s >= 0.0 and math.isfinite(s)][-self.size:]
+        self._samples, self._next = kept, 0
+        self.count = max(self.count, len(kept))
+
     def __len__(self) -> int:
         return len(self._samples)
 

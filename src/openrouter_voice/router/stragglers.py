@@ -67,7 +67,7 @@ class Stragglers:
                 return
             ttft = event.ttft if isinstance(event, AttemptDone) else loop.time() - sent_at
             if ttft is not None:
-                self.health.latency(label).ttft.add(ttft)
+                self.health.record_reply(label, ttft=ttft, gaps=[])
             logger.debug("hedged-past %s spoke after all: first token at %.3fs (kept as a TTFT sample)", label,
                          ttft or 0.0)
         finally:

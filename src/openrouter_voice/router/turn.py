@@ -206,10 +206,9 @@ class TurnRunner:
         if done.usage:
             turn.usage = turn.usage + done.usage
         self.health.record_success(live.target.label, sent=live.sent)
-        latency = self.health.latency(live.target.label)
-        if done.ttft is not None:
-            latency.ttft.add(done.ttft)
-        latency.gap.extend(live.gaps)  # one call per reply, not per chunk
+        # one call per reply, not per chunk
+        self.health.record_reply(live.target.label, ttft=done.ttft, gaps=live.gaps,
+                                 cost=done.usage.cost if done.usage else None)
         _log_attempt(attempt, live.index)
         logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
                      done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
