@@ -204,6 +204,7 @@ class FallbackRouter:
             "hedge_after": settings.hedge_after, "app_name": settings.openrouter_app_name,
             "dribble_words_per_second": settings.dribble_words_per_second,
             "dribble_window": settings.dribble_window, "predictive_ranking": settings.predictive_ranking,
+            "first_sentence_timeout": settings.first_sentence_timeout,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
         # Endpoints given here join the configured ones (same name: the one given here wins).
