@@ -32,6 +32,7 @@ from .types import Outcome, Target, Usage
 logger = logging.getLogger("openrouter_voice.router")
 
 _MAX_ERROR_BODY = 64 * 1024
+_ARRIVED_GRACE = 0.005
 ERROR_BODY_WAIT = 0.25
 """Longest wait for an error body after its status line: a healthy server sends it with the headers;
 one that drips it must not hold a turn (the status and Retry-After decide the fallback)."""
@@ -239,8 +240,11 @@ async def stream_attempt(
     try:
         events = cast(AsyncGenerator[ServerSentEvent, None], aiter(EventSource(response)))
         while True:
-            # A spoken reply's first sentence has its own deadline, often sooner than the stall's.
+            # A spoken reply's first sentence has its own deadline, often sooner than the stall's; one
+            # already past (a slow consumer) still lets an event that has arrived meanwhile be read.
             speak_by = sentence.deadline() if sentence is not None and parser.finish_reason is None else None
+            if speak_by is not None:
+                speak_by = max(speak_by, loop.time() + _ARRIVED_GRACE)
             try:
                 async with asyncio.timeout_at(deadline if speak_by is None else min(deadline, speak_by)):
                     event = await anext(events)
