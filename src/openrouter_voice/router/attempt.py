@@ -32,7 +32,7 @@ from .types import Outcome, Target, Usage
 logger = logging.getLogger("openrouter_voice.router")
 
 _MAX_ERROR_BODY = 64 * 1024
-_ARRIVED_GRACE = 0.005
+_ARRIVED_GRACE = 0.005  # seconds to read an event already received once the first-sentence deadline passed
 ERROR_BODY_WAIT = 0.25
 """Longest wait for an error body after its status line: a healthy server sends it with the headers;
 one that drips it must not hold a turn (the status and Retry-After decide the fallback)."""
