@@ -50,6 +50,8 @@ def test_chain_drops_duplicates(monkeypatch):
     ("OPENROUTER_DRIBBLE_WORDS_PER_SECOND", "-1", "or 0 to turn the check off"),
     ("OPENROUTER_DRIBBLE_WORDS_PER_SECOND", "slow", "OPENROUTER_DRIBBLE_WORDS_PER_SECOND=2.0"),
     ("OPENROUTER_DRIBBLE_WINDOW", "0.1", "between 0.5 and 30"),
+    ("OPENROUTER_FIRST_SENTENCE_TIMEOUT", "-0.5", "or 0 to turn the check off"),
+    ("OPENROUTER_FIRST_SENTENCE_TIMEOUT", "soon", "OPENROUTER_FIRST_SENTENCE_TIMEOUT=0.5"),
     ("OPENROUTER_FALLBACK_MODELS", "openai/gpt-4o-mini,not a model", "comma list"),
     ("OPENROUTER_BASE_URL", "openrouter.ai", "https://openrouter.ai/api/v1"),
     ("OPENROUTER_VOICE_ENDPOINTS", "{broken", "JSON"),

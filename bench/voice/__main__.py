@@ -71,7 +71,7 @@ async def main(args: argparse.Namespace) -> None:
         services = Services(upstream, dg, ct)
         for system in [s for s in SYSTEMS if not args.system or s == args.system]:
             results[system] = {}
-            cells = [c for c in CELLS if not args.only or args.only in c]
+            cells = [c for c in CELLS if not args.only or any(part in c for part in args.only.split(","))]
             for cell in cells:
                 results[system][cell] = await run_cell(system, cell, args.turns, services, question, shared)
                 print(f"{system:14} {cell:36} {report.summary(results[system][cell])}", flush=True)
@@ -86,6 +86,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.voice")
     parser.add_argument("--turns", type=int, default=30, help="turns per cell (default 30)")
     parser.add_argument("--mix", type=int, default=200, help="turns of the random mix (0: none)")
-    parser.add_argument("--only", default="", help="run only cells whose name contains this")
+    parser.add_argument("--only", default="", help="run only cells whose name contains this (or, comma-separated, "
+                        "any of these)")
     parser.add_argument("--system", default="", choices=["", *SYSTEMS], help="run only this system")
     asyncio.run(main(parser.parse_args()))

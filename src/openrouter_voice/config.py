@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         default=defaults.DRIBBLE_WINDOW,
         validation_alias=AliasChoices("OPENROUTER_DRIBBLE_WINDOW", "dribble_window"),
     )
+    # Spoken turns: seconds from the first token to the first sentence end (a model's own history
+    # takes over once it has some); 0 turns the check off.
+    first_sentence_timeout: float = Field(
+        default=defaults.FIRST_SENTENCE_TIMEOUT,
+        validation_alias=AliasChoices("OPENROUTER_FIRST_SENTENCE_TIMEOUT", "first_sentence_timeout"),
+    )
     # Refresh OpenRouter's per-model endpoint statistics in the background; try failing models last.
     predictive_ranking: bool = Field(
         default=False, validation_alias=AliasChoices("OPENROUTER_PREDICTIVE_RANKING", "predictive_ranking"),
@@ -238,6 +244,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is out of range: use seconds between 0.5 and 30 (e.g. 2.0)")
         return value
 
+    @field_validator("first_sentence_timeout")
+    @classmethod
+    def _check_first_sentence(cls, value: float) -> float:
+        if not (value == 0 or 0.1 <= value <= 10):
+            raise ValueError(f"{value} is out of range: use seconds between 0.1 and 10 (e.g. 0.5), or 0 to turn "
+                             "the check off")
+        return value
+
     @field_validator("openrouter_api_key", "deepgram_api_key", "cartesia_api_key", "livekit_api_secret")
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -300,6 +314,7 @@ _ENV_NAMES = {
     "hedge_after": "OPENROUTER_HEDGE_AFTER",
     "dribble_words_per_second": "OPENROUTER_DRIBBLE_WORDS_PER_SECOND",
     "dribble_window": "OPENROUTER_DRIBBLE_WINDOW",
+    "first_sentence_timeout": "OPENROUTER_FIRST_SENTENCE_TIMEOUT",
     "predictive_ranking": "OPENROUTER_PREDICTIVE_RANKING",
     "endpoints": "OPENROUTER_VOICE_ENDPOINTS",
     "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
@@ -315,6 +330,8 @@ _FIXES = {
     "OPENROUTER_DRIBBLE_WORDS_PER_SECOND": (
         "set it to words per second, e.g. OPENROUTER_DRIBBLE_WORDS_PER_SECOND=2.0, or 0 to turn the check off"),
     "OPENROUTER_DRIBBLE_WINDOW": "set it to seconds, e.g. OPENROUTER_DRIBBLE_WINDOW=2.0",
+    "OPENROUTER_FIRST_SENTENCE_TIMEOUT": (
+        "set it to seconds, e.g. OPENROUTER_FIRST_SENTENCE_TIMEOUT=0.5, or 0 to turn the check off"),
     "OPENROUTER_PREDICTIVE_RANKING": "use true or false",
     "OPENROUTER_HEDGE_AFTER": "set it to seconds, e.g. OPENROUTER_HEDGE_AFTER=1.0, or 0 to turn hedging off",
     "OPENROUTER_VOICE_ENDPOINTS": (

@@ -135,3 +135,25 @@ async def test_update_options_and_switch_model_reorder_the_chain(make_llm, upstr
     or_llm.update_options(models=["b/two"], temperature=0.2)
     await collect(or_llm.chat(chat_ctx=user_says("Hi"), conn_options=SESSION_DEFAULT))
     assert upstream.requests[-1].model == "b/two" and upstream.requests[-1].body["temperature"] == 0.2
+
+
+@pytest.mark.parametrize("spoken", [True, False])
+async def test_a_spoken_turn_is_continued_when_the_first_sentence_dribbles(upstream, spoken):
+    # A LiveKit session speaks what the LLM says: it waits for a whole first sentence. The text chat
+    # (spoken=False) shows each word as it comes, so the same reply is not cut there.
+    answer = "It is twelve degrees in Paris with a light breeze. Bring a coat."
+    upstream.script("a/dribbles", Script(text=answer, tokens_per_second=100, dribble_after_tokens=2,
+                                         dribble_interval=0.25))
+    upstream.script("b/backup", Script(text=answer, tokens_per_second=200))
+    router = FallbackRouter(models=["a/dribbles", "b/backup"], api_key=TEST_KEY, base_url=upstream.base_url,
+                            app_name="llm-tests", first_token_timeout=0.5, stall_timeout=1.5,
+                            dribble_words_per_second=0, first_sentence_timeout=0.3)
+    or_llm = OpenRouterLLM(router=router, spoken=spoken)
+    try:
+        chunks = await collect(or_llm.chat(chat_ctx=user_says("Weather?"), conn_options=SESSION_DEFAULT))
+    finally:
+        await or_llm.aclose()
+        await router.aclose()
+    assert "".join(c.delta.content for c in chunks if c.delta and c.delta.content) == answer  # no repeats
+    assert or_llm.last_completion is not None
+    assert or_llm.last_completion.model == ("b/backup" if spoken else "a/dribbles")

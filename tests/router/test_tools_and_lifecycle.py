@@ -211,6 +211,7 @@ def test_router_defaults_come_from_settings(monkeypatch):
     monkeypatch.setenv("OPENROUTER_FIRST_TOKEN_TIMEOUT", "1.25")
     monkeypatch.setenv("OPENROUTER_DRIBBLE_WORDS_PER_SECOND", "1.5")
     monkeypatch.setenv("OPENROUTER_DRIBBLE_WINDOW", "3")
+    monkeypatch.setenv("OPENROUTER_FIRST_SENTENCE_TIMEOUT", "0.8")
     from openrouter_voice.config import load_settings
 
     router = FallbackRouter.from_settings(load_settings())
@@ -219,6 +220,7 @@ def test_router_defaults_come_from_settings(monkeypatch):
     assert router.api_key == "sk-or-v1-fromenv0123456789"
     assert router.app_name == "my-app" and router.first_token_timeout == 1.25
     assert (router.dribble_words_per_second, router.dribble_window) == (1.5, 3.0)
+    assert router.first_sentence_timeout == 0.8
 
 
 async def test_models_without_tool_support_go_last_and_without_tools(upstream, make_router):

@@ -101,6 +101,9 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         owns_router: whether :meth:`aclose` closes the router too (default: only one it built).
         temperature, max_completion_tokens, parallel_tool_calls, tool_choice: request options.
         apology: what the user hears when every model fails (None to raise instead).
+        spoken: the replies are spoken (the default: a LiveKit session feeds them to its TTS), so the
+            router also judges each model by its first speakable sentence (``first_sentence_timeout``);
+            a text-only chat passes False.
 
     >>> llm_ = OpenRouterLLM(models=["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"], first_token_timeout=1.5)
     >>> llm_.router.first_token_timeout, llm_.primary
@@ -123,6 +126,7 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
         extra_body: dict[str, Any] | None = None,
         apology: str | None = APOLOGY,
+        spoken: bool = True,
     ) -> None:
         super().__init__()
         if router is None:
@@ -142,6 +146,7 @@ class OpenRouterLLM(llm.LLM[Literal["fallback", "turn_completed"]]):
         self._parallel_tool_calls = parallel_tool_calls
         self._tool_choice = tool_choice
         self.apology = apology
+        self.spoken = spoken
         self.last_completion: Completion | None = None
         self.stats = SessionStats()
         self._served_model: str | None = None
@@ -279,7 +284,7 @@ class OpenRouterLLMStream(llm.LLMStream):
                 messages, tools=tool_schemas or None,
                 tool_choice=self._tool_choice if tool_schemas else None,
                 parallel_tool_calls=self._parallel_tool_calls if tool_schemas else None,
-                **self._extra)
+                spoken=self._orllm.spoken, **self._extra)
             honest = LiveLookupGuard(_last_user_text(self._chat_ctx), carried_tools=bool(tool_schemas),
                                      tool_less=self._orllm.serves_without_tools)
             async for chunk in stream:

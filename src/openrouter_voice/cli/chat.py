@@ -164,7 +164,7 @@ async def run_chat(settings: Settings, *, message: str | None, model: str | None
         router = await build_router(settings, stack, console, local_only=local_only, model=model, catalog=catalog)
         if router is None:
             return 2
-        llm = OpenRouterLLM(router=router)
+        llm = OpenRouterLLM(router=router, spoken=False)  # read, not heard: no first-sentence check
         session: AgentSession[None] = AgentSession(llm=llm)
         printer = TerminalOutput(out.file)  # type: ignore[arg-type]
         session.output.transcription = printer

@@ -26,11 +26,13 @@ from ..redact import redact
 from .chunks import MAX_TEXT_CHARS, MAX_TOOL_ARGS_CHARS, AttemptDone, ChunkError, ChunkParser
 from .dribble import DribbleWatch, count_words
 from .errors import Action, ErrorInfo, classify
+from .first_sentence import FirstSentenceWatch
 from .types import Outcome, Target, Usage
 
 logger = logging.getLogger("openrouter_voice.router")
 
 _MAX_ERROR_BODY = 64 * 1024
+_ARRIVED_GRACE = 0.005  # seconds to read an event already received once the first-sentence deadline passed
 ERROR_BODY_WAIT = 0.25
 """Longest wait for an error body after its status line: a healthy server sends it with the headers;
 one that drips it must not hold a turn (the status and Retry-After decide the fallback)."""
@@ -206,13 +208,15 @@ async def stream_attempt(
     headers: dict[str, str],
     deadlines: Deadlines,
     gaps: list[float] | None = None,
+    sentence: FirstSentenceWatch | None = None,
 ) -> AsyncGenerator[str | AttemptDone, None]:
     """Send one streaming chat request; yield text deltas, then one :class:`AttemptDone`.
 
     Raises :class:`AttemptFailed` on HTTP errors, in-stream error events, deadlines, a reply too
-    slow for speech (``deadlines.dribble_words_per_second``), broken or truncated streams and
-    invalid tool calls. Closing the generator closes the HTTP stream. ``gaps`` receives the seconds
-    between content chunks (the caller keeps them only if the attempt ends healthily).
+    slow for speech (``deadlines.dribble_words_per_second``, or, when ``sentence`` watches a spoken
+    reply, no first speakable sentence by its deadline), broken or truncated streams and invalid tool
+    calls. Closing the generator closes the HTTP stream. ``gaps`` receives the seconds between content
+    chunks (the caller keeps them only if the attempt ends healthily).
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -236,14 +240,21 @@ async def stream_attempt(
     try:
         events = cast(AsyncGenerator[ServerSentEvent, None], aiter(EventSource(response)))
         while True:
+            # A spoken reply's first sentence has its own deadline, often sooner than the stall's; one
+            # already past (a slow consumer) still lets an event that has arrived meanwhile be read.
+            speak_by = sentence.deadline() if sentence is not None and parser.finish_reason is None else None
+            if speak_by is not None:
+                speak_by = max(speak_by, loop.time() + _ARRIVED_GRACE)
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(deadline if speak_by is None else min(deadline, speak_by)):
                     event = await anext(events)
             except StopAsyncIteration:
                 break
             except TimeoutError:
                 if parser.finish_reason is not None:
                     break  # the reply is complete; only the trailer (usage, [DONE]) is late
+                if sentence is not None and speak_by is not None and speak_by < deadline:
+                    raise fail(Outcome.STALL, _failure(sentence.describe())) from None
                 raise fail(*_timed_out(ttft is None, loop.time() >= hard_stop, deadlines)) from None
             except SSEError as exc:
                 raise fail(Outcome.BAD_RESPONSE, _failure(f"malformed stream: {redact(str(exc))[:200]}")) from None
@@ -267,6 +278,8 @@ async def stream_attempt(
                 last_content = now
                 if dribble is not None and parsed.text and dribble.feed(now, count_words(parsed.text)):
                     dribbled = dribble.describe()
+                if sentence is not None:
+                    dribbled = dribbled or _too_slow_to_speak(sentence, now, parsed.text)
             if parsed.text:
                 yield parsed.text
             if parsed.error is not None:  # reported with the text just spoken: the next model continues
@@ -281,7 +294,19 @@ async def stream_attempt(
         done = parser.finish(ttft)
     except ChunkError as exc:
         raise fail(exc.outcome, exc.info) from None
+    if sentence is not None and not done.tool_calls:
+        sentence.finish()
     yield done
+
+
+def _too_slow_to_speak(sentence: FirstSentenceWatch, now: float, text: str) -> str | None:
+    """Feed a content chunk to the first-sentence watch; why the reply is cut if it came too late."""
+    if not text:  # tool-call deltas: the reply turns to a tool, it has nothing more to say first
+        sentence.stop()
+        return None
+    sentence.feed(now, text)
+    speak_by = sentence.deadline()
+    return sentence.describe() if speak_by is not None and now >= speak_by else None
 
 
 def _timed_out(before_first_token: bool, past_hard_stop: bool, deadlines: Deadlines) -> tuple[Outcome, ErrorInfo]:

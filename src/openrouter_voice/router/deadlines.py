@@ -10,7 +10,13 @@ recent healthy latency (:class:`~.latency.ModelLatency`), within bounds:
 * **stall deadline** = ``STALL_FACTOR`` x p99 of its gaps between content chunks, clamped to
   [``STALL_FLOOR``, configured ``stall_timeout``].
 
-With too little history (``MIN_TTFT_SAMPLES``, ``MIN_GAP_SAMPLES``) the configured value is used.
+* **first-sentence bound** (spoken replies) = p95 of its time from first token to first speakable
+  sentence end + ``SENTENCE_MARGIN``, clamped to [``SENTENCE_FLOOR``, ``SENTENCE_CEILING``]: unlike
+  the others the configured value is only the cold start, since a model whose first sentences are
+  long must be allowed longer than a tight default.
+
+With too little history (``MIN_TTFT_SAMPLES``, ``MIN_GAP_SAMPLES``, ``MIN_SENTENCE_SAMPLES``) the
+configured value is used.
 Each choice carries a short ``why`` for the debug log.
 
 >>> from openrouter_voice.router.latency import ModelLatency
@@ -50,6 +56,16 @@ STALL_FACTOR = 4.0
 STALL_FLOOR = 0.3
 """Never call a stall sooner than this: TTS has buffered a few words, and scheduling jitter on a
 busy host reaches tens of milliseconds."""
+
+MIN_SENTENCE_SAMPLES = 10
+"""Healthy spoken replies needed before the first-sentence bound follows the model."""
+SENTENCE_QUANTILE = 0.95
+SENTENCE_MARGIN = 0.15
+"""Seconds added to the p95: scheduling jitter, and a sentence a few words longer than usual."""
+SENTENCE_FLOOR = 0.3
+SENTENCE_CEILING = 2.5
+"""Never wait longer than this for a first sentence the model's own history calls normal (beyond it
+a backup's first token plus its sentence is sooner, whatever the model's habits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +113,32 @@ def stall_deadline(latency: ModelLatency, configured: float) -> Choice:
         return Choice(configured, f"configured ceiling ({basis} = {wanted:.3f}s)")
     if wanted <= STALL_FLOOR:
         return Choice(min(STALL_FLOOR, configured), f"floor ({basis} = {wanted:.3f}s)")
+    return Choice(wanted, basis)
+
+
+def first_sentence_bound(latency: ModelLatency, configured: float) -> Choice:
+    """Seconds from a spoken reply's first token to its first speakable sentence end before the reply is
+    judged too slow to speak (see :mod:`.first_sentence`).
+
+    >>> first_sentence_bound(ModelLatency(), 0.5)
+    Choice(seconds=0.5, why='configured (0 of 10 first-sentence samples)')
+    >>> latency = ModelLatency()
+    >>> latency.sentence.extend([0.9] * 10)
+    >>> choice = first_sentence_bound(latency, 0.5)
+    >>> round(choice.seconds, 2), choice.why
+    (1.05, 'p95 first sentence 0.900s + 0.15s margin')
+    """
+    p95 = latency.sentence.quantile(SENTENCE_QUANTILE, min_samples=MIN_SENTENCE_SAMPLES)
+    if p95 is None:
+        return Choice(configured, f"configured ({len(latency.sentence)} of {MIN_SENTENCE_SAMPLES} "
+                                  "first-sentence samples)")
+    wanted = p95 + SENTENCE_MARGIN
+    basis = f"p95 first sentence {p95:.3f}s + {SENTENCE_MARGIN:g}s margin"
+    ceiling = max(SENTENCE_CEILING, configured)
+    if wanted >= ceiling:
+        return Choice(ceiling, f"ceiling ({basis} = {wanted:.3f}s)")
+    if wanted <= SENTENCE_FLOOR:
+        return Choice(SENTENCE_FLOOR, f"floor ({basis} = {wanted:.3f}s)")
     return Choice(wanted, basis)
 
 

@@ -29,6 +29,13 @@ DRIBBLE_WORDS_PER_SECOND = 2.0
 (people speak about 2.5 words/s): the next model continues it. 0 turns the check off."""
 DRIBBLE_WINDOW = 2.0
 """Seconds of streamed text over which the word rate is measured."""
+FIRST_SENTENCE_TIMEOUT = 0.5
+"""In a spoken reply (``stream(spoken=True)``), seconds from the first token to the end of the first
+speakable sentence before the next model continues the reply, until the model has history (then its
+own p95 plus a margin, see :func:`~.deadlines.first_sentence_bound`). 0 turns the check off."""
+FIRST_SENTENCE_WORDS_PER_SECOND = 8.0
+"""A spoken reply still streaming faster than this many words a second (since its first token) is given
+the time to end its first sentence, however long (healthy models stream 20 to 100 words a second)."""
 HEDGE_BUDGET = 0.1
 """At most this share of the requests in flight may hedge at once (at least one)."""
 TOTAL_TIMEOUT = 90.0

@@ -92,6 +92,9 @@ class FallbackRouter:
             at its own p95 TTFT, and its stall deadline follows its rhythm (:mod:`.deadlines`).
         dribble_words_per_second, dribble_window: a reply slower than this (words/s over the window)
             is too slow for speech; the next model continues it (not for the last model). 0: off.
+        first_sentence_timeout: in spoken requests (``stream(..., spoken=True)``), seconds from the first
+            token to the end of the first speakable sentence before the next model continues the reply,
+            until the model has a history of its own (:mod:`.first_sentence`; not for the last model). 0: off.
         predictive_ranking: refresh OpenRouter's endpoint statistics in the background and try a model
             whose providers are failing right now after the others (:mod:`.ranking`).
         hedge_budget: at most this share of the requests in flight may hedge at once (at least one),
@@ -124,6 +127,7 @@ class FallbackRouter:
         hedge_budget: float = defaults.HEDGE_BUDGET,
         dribble_words_per_second: float = defaults.DRIBBLE_WORDS_PER_SECOND,
         dribble_window: float = defaults.DRIBBLE_WINDOW,
+        first_sentence_timeout: float = defaults.FIRST_SENTENCE_TIMEOUT,
         predictive_ranking: bool = False,
         total_timeout: float = defaults.TOTAL_TIMEOUT,
         app_name: str | None = defaults.APP_NAME,
@@ -153,6 +157,10 @@ class FallbackRouter:
             raise ConfigurationError("dribble_words_per_second must be >= 0 (0: off) and dribble_window > 0 seconds, "
                                      f"got {dribble_words_per_second!r} and {dribble_window!r}")
         self.dribble_words_per_second = float(dribble_words_per_second)
+        if not first_sentence_timeout >= 0:
+            raise ConfigurationError("first_sentence_timeout must be >= 0 seconds (0: off), "
+                                     f"got {first_sentence_timeout!r}")
+        self.first_sentence_timeout = float(first_sentence_timeout)
         self.dribble_window = float(dribble_window)
         self._hedges = HedgeBudget(hedge_budget)
         # Size caps: a runaway or hostile upstream must not exhaust memory or speak forever.
@@ -197,6 +205,7 @@ class FallbackRouter:
             "hedge_after": settings.hedge_after, "app_name": settings.openrouter_app_name,
             "dribble_words_per_second": settings.dribble_words_per_second,
             "dribble_window": settings.dribble_window, "predictive_ranking": settings.predictive_ranking,
+            "first_sentence_timeout": settings.first_sentence_timeout,
             "app_url": settings.openrouter_app_url, "endpoints": endpoints,
         }
         shared = settings.shared_health()  # the fleet's (Redis) when configured: every such router shares it
@@ -299,9 +308,14 @@ class FallbackRouter:
         *,
         tool_choice: Any = None,
         parallel_tool_calls: bool | None = None,
+        spoken: bool = False,
         **extra_body: Any,
     ) -> RouterStream:
         """Stream a reply. Text deltas come as they arrive; tool calls and usage on the final chunk.
+
+        ``spoken``: the reply goes to a speech synthesiser, which starts on whole sentences, so a model
+        is also judged by when its first sentence ends (``first_sentence_timeout``): a listener hears
+        nothing before it, whereas a reader sees each word (text turns need only the dribble check).
 
         >>> async with router.stream([{"role": "user", "content": "Hi"}]) as stream:  # doctest: +SKIP
         ...     async for chunk in stream:
@@ -318,7 +332,7 @@ class FallbackRouter:
         sendable = encodable(list(messages))
         check_body(body, sendable)  # unsendable (NaN, objects): BadRequestError before any request
         stream = RouterStream(attempts)
-        stream._generator = self._run(sendable, body, attempts, sink=stream)
+        stream._generator = self._run(sendable, body, attempts, sink=stream, spoken=spoken)
         return stream
 
     async def complete(
@@ -328,6 +342,7 @@ class FallbackRouter:
         *,
         tool_choice: Any = None,
         parallel_tool_calls: bool | None = None,
+        spoken: bool = False,
         **extra_body: Any,
     ) -> Completion:
         """Get a whole reply (streamed internally, so deadlines still apply).
@@ -336,19 +351,19 @@ class FallbackRouter:
         >>> reply.text, reply.model, reply.usage.cost  # doctest: +SKIP
         """
         async with self.stream(messages, tools, tool_choice=tool_choice,
-                               parallel_tool_calls=parallel_tool_calls, **extra_body) as stream:
+                               parallel_tool_calls=parallel_tool_calls, spoken=spoken, **extra_body) as stream:
             async for _ in stream:
                 pass
         assert stream.result is not None
         return stream.result
 
     async def _run(self, messages: list[Message], body: dict[str, Any], attempts: list[Attempt],
-                   sink: RouterStream) -> AsyncGenerator[StreamChunk, None]:
+                   sink: RouterStream, spoken: bool = False) -> AsyncGenerator[StreamChunk, None]:
         plan = self._plan(needs_tools=bool(body.get("tools")))
         attempts.extend(left_out(self._models, plan, self.health))
         logger.debug("turn plan: %s%s", [t.label for t in plan] or "nothing to try",
                      f" (left out: {[a.model for a in attempts]})" if attempts else "")
-        runner = TurnRunner(self._policy(), Turn(messages, body, attempts), plan)
+        runner = TurnRunner(self._policy(spoken=spoken), Turn(messages, body, attempts), plan)
 
         def keep(result: Completion) -> None:
             sink.result = result
@@ -362,11 +377,12 @@ class FallbackRouter:
         finally:
             self._hedges.in_flight -= 1
 
-    def _policy(self) -> TurnPolicy:
+    def _policy(self, *, spoken: bool = False) -> TurnPolicy:
         limits = Limits(first_token=self.first_token_timeout, final_first_token=self.final_first_token_timeout,
                         stall=self.stall_timeout, total=self.total_timeout, hedge_after=self.hedge_after,
                         max_reply_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars,
-                        dribble_words_per_second=self.dribble_words_per_second, dribble_window=self.dribble_window)
+                        dribble_words_per_second=self.dribble_words_per_second, dribble_window=self.dribble_window,
+                        first_sentence=self.first_sentence_timeout if spoken else 0.0)
         return TurnPolicy(
             client=self._client, health=self.health, hedges=self._hedges, limits=limits,
             stragglers=self._stragglers, chain=self.models,

@@ -210,8 +210,11 @@ class HealthTracker:
             self.sink.failed(model, reason=reason, retry_after=retry_after, exclude=exclude, at=now)
         return cooldown
 
-    def record_reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None = None) -> None:
-        """A healthy reply's time to first token, gaps between chunks (seconds) and cost (credits).
+    def record_reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None = None,
+                     sentence: float | None = None) -> None:
+        """A healthy reply's time to first token, gaps between chunks (seconds), cost (credits) and, in
+        spoken replies, time from the first token to the end of the first sentence (kept in this process:
+        the fleet store shares the first two).
 
         >>> health = HealthTracker()
         >>> health.record_reply("m", ttft=0.3, gaps=[0.01, 0.02], cost=0.001)
@@ -222,6 +225,8 @@ class HealthTracker:
         if ttft is not None:
             health.latency.ttft.add(ttft)
         health.latency.gap.extend(gaps)
+        if sentence is not None:
+            health.latency.sentence.add(sentence)
         if cost is not None and cost >= 0:
             health.cost += cost
         if self.sink is not None:

@@ -76,7 +76,9 @@ class LatencyRing:
 
 @dataclass(slots=True)
 class ModelLatency:
-    """One model's recent healthy timings: ``ttft`` per reply and ``gap`` between content chunks."""
+    """One model's recent healthy timings: ``ttft`` per reply, ``gap`` between content chunks and, in
+    spoken replies, ``sentence``: from the first token to the end of the first speakable sentence."""
 
     ttft: LatencyRing = field(default_factory=lambda: LatencyRing(TTFT_SAMPLES))
     gap: LatencyRing = field(default_factory=lambda: LatencyRing(GAP_SAMPLES))
+    sentence: LatencyRing = field(default_factory=lambda: LatencyRing(TTFT_SAMPLES))

@@ -17,8 +17,9 @@ from typing import Any
 import httpx2
 
 from .attempt import Deadlines
-from .deadlines import stall_deadline
-from .defaults import RETRY_AFTER_WAIT
+from .deadlines import first_sentence_bound, stall_deadline
+from .defaults import FIRST_SENTENCE_WORDS_PER_SECOND, RETRY_AFTER_WAIT
+from .first_sentence import FirstSentenceWatch
 from .health import HealthTracker
 from .latency import ModelLatency
 from .stragglers import Stragglers
@@ -39,6 +40,8 @@ class Limits:
     dribble_words_per_second: float = 0.0
     dribble_window: float = 2.0
     retry_after_wait: float = RETRY_AFTER_WAIT
+    first_sentence: float = 0.0  # spoken turns: cold bound from first token to first sentence end (0: off)
+    first_sentence_words_per_second: float = FIRST_SENTENCE_WORDS_PER_SECOND
 
     def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, str]:
         """One attempt's deadlines and why the stall deadline has its value. The stall follows the
@@ -53,6 +56,19 @@ class Limits:
                          max_tool_args_chars=self.max_tool_args_chars,
                          dribble_words_per_second=0.0 if last else self.dribble_words_per_second,
                          dribble_window=self.dribble_window), why
+
+    def sentence_watch(self, latency: ModelLatency, *, last: bool, said: str) -> tuple[FirstSentenceWatch | None, str]:
+        """The first-sentence watch of one attempt of a spoken turn (None: not a spoken turn, or the reply
+        already holds a speakable sentence) and why its bound has its value. The last model is only
+        measured, never cut: cutting it could only end in silence."""
+        if not self.first_sentence:
+            return None, "off"
+        chosen = None if last else first_sentence_bound(latency, self.first_sentence)
+        watch = FirstSentenceWatch(chosen.seconds if chosen else None,
+                                   words_per_second=self.first_sentence_words_per_second, said=said)
+        if watch.ended:
+            return None, "a sentence was already spoken"
+        return watch, chosen.why if chosen else "last model"
 
 
 class HedgeBudget:

@@ -33,6 +33,7 @@ from .errors import (
     InsufficientCreditsError,
     RouterError,
 )
+from .first_sentence import FirstSentenceWatch
 from .plan import order, soonest_retry
 from .policy import TurnPolicy
 from .request import request_body
@@ -94,6 +95,7 @@ class _Live:
     sent: float  # the health tracker's clock, for its verdicts
     hedge_after: float | None  # this model's own hedge delay (None: no hedging)
     gaps: list[float]  # seconds between its content chunks, kept only if it ends healthily
+    sentence: FirstSentenceWatch | None = None  # spoken turns: its first speakable sentence
 
 
 _ENDED_EARLY = ErrorInfo(None, "stream ended without a reply", Action.COOLDOWN)
@@ -206,8 +208,9 @@ class TurnRunner:
         if done.usage:
             turn.usage = turn.usage + done.usage
         self.health.record_success(live.target.label, sent=live.sent)
-        # one call per reply, not per chunk
-        self.health.record_reply(live.target.label, ttft=done.ttft, gaps=live.gaps,
+        # one call per reply, not per chunk; a continuation's sentence began elsewhere: no sample
+        sentence = live.sentence.span if live.sentence is not None and live.guard is None else None
+        self.health.record_reply(live.target.label, ttft=done.ttft, gaps=live.gaps, sentence=sentence,
                                  cost=done.usage.cost if done.usage else None)
         _log_attempt(attempt, live.index)
         logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
@@ -232,6 +235,7 @@ class TurnRunner:
         deadlines, stall_why = policy.limits.deadlines(latency, last=last)
         hedge = None if last else hedge_delay(latency, policy.limits.hedge_after)
         partial = "".join(turn.emitted)
+        sentence, sentence_why = policy.limits.sentence_watch(latency, last=last, said=partial)
         body = request_body(target, turn.messages, turn.body, partial=partial,
                             with_tools=policy.supports_tools(target), options=policy.options(target.endpoint))
         attempt = Attempt(target, Outcome.OK)
@@ -240,15 +244,18 @@ class TurnRunner:
         self.health.begin(target.label)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("sending %s to %s: %d messages, %d tools, %d body bytes%s; first token within %.2fs, "
-                         "hedge after %s, stall after %.2fs (%s), circuit %s", target.label, target.base_url,
+                         "hedge after %s, stall after %.2fs (%s), first sentence within %s, circuit %s",
+                         target.label, target.base_url,
                          len(body["messages"]), len(body.get("tools") or ()), len(json.dumps(body)),
                          f", continuing after {len(partial)} chars" if partial else "", deadlines.first_token,
                          f"{hedge.seconds:.2f}s ({hedge.why})" if hedge else "never", deadlines.stall, stall_why,
-                         self.health.state(target.label).value)
+                         f"{sentence.bound:.2f}s of the first token ({sentence_why})" if sentence and sentence.bound
+                         else f"unchecked ({sentence_why})", self.health.state(target.label).value)
         gaps: list[float] = []
-        events = stream_attempt(policy.client, target, body, policy.headers(target), deadlines, gaps)
+        events = stream_attempt(policy.client, target, body, policy.headers(target), deadlines, gaps, sentence)
         return _Live(target, attempt, events, RepeatGuard(partial) if partial else None,
-                     asyncio.get_running_loop().time(), index, sent, hedge.seconds if hedge else None, gaps)
+                     asyncio.get_running_loop().time(), index, sent, hedge.seconds if hedge else None, gaps,
+                     sentence)
 
     async def _first_event(self, live: _Live) -> tuple[_Live, str | AttemptDone] | None:
         """Wait for ``live``'s first event; past its own hedge delay also race the next viable model.
