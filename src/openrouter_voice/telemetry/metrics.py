@@ -1,0 +1,116 @@
+"""The router's metrics on an OpenTelemetry meter: one :meth:`RouterMetrics.record` per finished turn,
+and observable gauges that read each watched chain's circuits when a reader collects.
+
+>>> from opentelemetry.sdk.metrics import MeterProvider
+>>> from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+>>> reader = InMemoryMetricReader()
+>>> metrics = RouterMetrics(MeterProvider(metric_readers=[reader]).get_meter("demo"))
+>>> metrics.watch_chain(lambda: [("openai/gpt-4o-mini", "closed", 0.0)])
+>>> [m.name for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics]
+['openrouter_voice.router.circuit.state', 'openrouter_voice.router.cooldown.remaining']
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from . import names as n
+from .record import TurnRecord, provider_name
+
+ChainState = Callable[[], Iterable[tuple[str, str, float]]]
+"""Returns ``(chain id, circuit state, cooldown seconds left)`` for each model of a chain."""
+
+
+class RouterMetrics:
+    """Every router instrument on ``meter``; see :mod:`.names` for the list."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.duration = meter.create_histogram(
+            n.OPERATION_DURATION, unit="s", description="GenAI operation duration (one router turn)",
+            explicit_bucket_boundaries_advisory=n.DURATION_BUCKETS)
+        self.first_chunk = meter.create_histogram(
+            n.TIME_TO_FIRST_CHUNK, unit="s", description="Time to the first chunk of a streamed reply",
+            explicit_bucket_boundaries_advisory=n.DURATION_BUCKETS)
+        self.tokens = meter.create_histogram(
+            n.TOKEN_USAGE, unit="{token}", description="Tokens used by one turn, by gen_ai.token.type",
+            explicit_bucket_boundaries_advisory=n.TOKEN_BUCKETS)
+        self.attempts = meter.create_counter(n.ATTEMPTS, unit="{attempt}",
+                                             description="Requests sent to a model, by outcome and reason")
+        self.fallbacks = meter.create_counter(n.FALLBACKS, unit="{fallback}",
+                                              description="Turns a model could not serve, who took over and why")
+        self.hedges = meter.create_counter(n.HEDGES, unit="{request}", description="Hedged requests sent")
+        self.hedges_won = meter.create_counter(n.HEDGES_WON, unit="{request}",
+                                               description="Hedged requests that spoke first")
+        self.continuations = meter.create_counter(
+            n.CONTINUATIONS, unit="{request}", description="Replies continued by another model after a break")
+        self.cost = meter.create_counter(n.COST, unit="USD", description="Cost reported by the upstream")
+        self._chains: list[ChainState] = []
+        self._lock = threading.Lock()  # gauges are collected on the reader's thread
+        meter.create_observable_gauge(n.CIRCUIT_STATE, [self._observe_states], unit="1",
+                                      description="Circuit per model: 0 closed, 1 half-open, 2 open")
+        meter.create_observable_gauge(n.COOLDOWN_REMAINING, [self._observe_cooldowns], unit="s",
+                                      description="Seconds until a cooling model may be asked again")
+
+    def watch_chain(self, chain: ChainState) -> None:
+        """Report ``chain``'s circuits in the gauges from now on (before any call is made)."""
+        with self._lock:
+            self._chains.append(chain)
+
+    def unwatch_chain(self, chain: ChainState) -> None:
+        with self._lock:
+            if chain in self._chains:
+                self._chains.remove(chain)
+
+    def record(self, turn: TurnRecord) -> None:
+        """Everything one finished turn says, in one pass over its attempts."""
+        base = {n.OPERATION_NAME: n.CHAT, n.PROVIDER_NAME: turn.provider, n.REQUEST_MODEL: turn.primary}
+        if turn.served:
+            base[n.RESPONSE_MODEL] = turn.served
+        if turn.error_type:
+            base[n.ERROR_TYPE] = turn.error_type
+        self.duration.record(turn.duration, base)
+        if (first := turn.time_to_first_chunk) is not None:
+            self.first_chunk.record(first, base)
+        input_tokens = sum(a.input_tokens for a in turn.attempts)
+        output_tokens = sum(a.output_tokens for a in turn.attempts)
+        if input_tokens or output_tokens:
+            self.tokens.record(input_tokens, {**base, n.TOKEN_TYPE: "input"})
+            self.tokens.record(output_tokens, {**base, n.TOKEN_TYPE: "output"})
+        for attempt in turn.attempts:
+            model = {n.MODEL: attempt.model, n.PROVIDER_NAME: provider_name(attempt.model)}
+            if attempt.sent:
+                self.attempts.add(1, {**model, n.OUTCOME: attempt.outcome, n.REASON: attempt.reason})
+            if attempt.hedge:
+                self.hedges.add(1, model)
+                if attempt.hedge_won:
+                    self.hedges_won.add(1, model)
+            if attempt.continuation:
+                self.continuations.add(1, model)
+            if attempt.cost:
+                self.cost.add(attempt.cost, model)
+        for fallback in turn.fallbacks():
+            self.fallbacks.add(1, {n.FROM_MODEL: fallback.source, n.TO_MODEL: fallback.target,
+                                   n.REASON: fallback.reason})
+
+    def _chain_states(self) -> list[tuple[str, str, float]]:
+        with self._lock:
+            chains = list(self._chains)
+        seen: dict[str, tuple[str, str, float]] = {}
+        for chain in chains:
+            for model, state, cooldown in chain():
+                # Several routers (sessions) may share a model: report the worst view of it.
+                known = seen.get(model)
+                if known is None or n.CIRCUIT_VALUES.get(state, 0) > n.CIRCUIT_VALUES.get(known[1], 0):
+                    seen[model] = (model, state, max(cooldown, known[2] if known else 0.0))
+        return list(seen.values())
+
+    def _observe_states(self, options: CallbackOptions) -> Sequence[Observation]:
+        return [Observation(n.CIRCUIT_VALUES.get(state, 0), {n.MODEL: model, n.PROVIDER_NAME: provider_name(model)})
+                for model, state, _ in self._chain_states()]
+
+    def _observe_cooldowns(self, options: CallbackOptions) -> Sequence[Observation]:
+        return [Observation(cooldown, {n.MODEL: model, n.PROVIDER_NAME: provider_name(model)})
+                for model, _, cooldown in self._chain_states()]
