@@ -12,5 +12,6 @@ The router never imports this package: telemetry observes it (:mod:`openrouter_v
 
 from .observer import RouterTelemetry
 from .record import TurnRecord
+from .setup import Telemetry, TelemetryConfigError, current, start_telemetry
 
-__all__ = ["RouterTelemetry", "TurnRecord"]
+__all__ = ["RouterTelemetry", "Telemetry", "TelemetryConfigError", "TurnRecord", "current", "start_telemetry"]

@@ -6,7 +6,7 @@
   exporters themselves. ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (``otlp``, ``console``,
   ``none``) choose explicitly; ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` name the process
   (``openrouter-voice`` by default); ``OTEL_SDK_DISABLED=true`` turns everything off.
-* A Prometheus scrape endpoint: ``metrics_port`` (the worker's ``OPENROUTER_VOICE_METRICS_PORT``).
+* A Prometheus scrape endpoint from the voice worker: ``OPENROUTER_VOICE_METRICS_PORT`` (:mod:`.worker`).
 
 With neither, :func:`start_telemetry` returns an inactive :class:`Telemetry`: no provider, no exporter
 thread, no observer on any router.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -65,7 +65,6 @@ class Telemetry:
     router: RouterTelemetry
     meter_provider: MeterProvider | None = None
     tracer_provider: TracerProvider | None = None
-    closers: list[Any] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
@@ -83,13 +82,10 @@ class Telemetry:
                 provider.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
-        """Flush, stop exporting and close the scrape endpoint."""
+        """Flush and stop exporting."""
         for provider in (self.tracer_provider, self.meter_provider):
             if provider is not None:
                 provider.shutdown()
-        for close in self.closers:
-            close()
-        self.closers.clear()
 
 
 def _choice(environ: Mapping[str, str], variable: str, default: str) -> list[str]:
@@ -171,19 +167,25 @@ def livekit_views() -> list[View]:
             View(meter_name=_LIVEKIT_METER, instrument_name="lk.*", attribute_keys=_LIVEKIT_KEYS)]
 
 
-def start_telemetry(*, metrics_port: int | None = None, environ: Mapping[str, str] = os.environ,
-                    install_globals: bool = True) -> Telemetry:
-    """Build the providers the settings ask for; with ``install_globals`` also make them the process's
-    OpenTelemetry providers and LiveKit's (content off unless opted in, :mod:`.content`)."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return current()
+def start_telemetry(*, environ: Mapping[str, str] = os.environ, install_globals: bool = True) -> Telemetry:
+    """Build the providers the ``OTEL_*`` settings ask for. With ``install_globals`` (once per process:
+    later calls return the same) they also become the process's OpenTelemetry providers and LiveKit's,
+    with message content off unless opted in (:mod:`.content`), and :func:`current` returns them."""
+    global _current
+    if install_globals and _current is not None:
+        return _current
+    telemetry = Telemetry(RouterTelemetry())
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true":
+        telemetry = _build(environ)
+    if install_globals:
+        _install(telemetry.tracer_provider, telemetry.meter_provider, environ)
+        _current = telemetry
+    return telemetry
+
+
+def _build(environ: Mapping[str, str]) -> Telemetry:
     exporters = span_exporters(environ)
     readers = metric_readers(environ)
-    closers: list[Any] = []
-    if metrics_port is not None:
-        reader, close = serve_prometheus(metrics_port)
-        readers.append(reader)
-        closers.append(close)
     res = resource() if exporters or readers else None
     tracer_provider = meter_provider = None
     if exporters:
@@ -194,12 +196,7 @@ def start_telemetry(*, metrics_port: int | None = None, environ: Mapping[str, st
         meter_provider = MeterProvider(metric_readers=readers, resource=res, views=livekit_views())
     router = RouterTelemetry(meter=meter_provider.get_meter(SCOPE) if meter_provider else None,
                              tracer=tracer_provider.get_tracer(SCOPE) if tracer_provider else None)
-    telemetry = Telemetry(router, meter_provider, tracer_provider, closers)
-    if install_globals:
-        global _current
-        _install(tracer_provider, meter_provider, environ)
-        _current = telemetry
-    return telemetry
+    return Telemetry(router, meter_provider, tracer_provider)
 
 
 def serve_prometheus(port: int, host: str = "0.0.0.0") -> tuple[MetricReader, Any]:
