@@ -4,8 +4,10 @@ is there from start-up, and a turn run in a job process shows up once it ended."
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -110,3 +112,42 @@ async def test_scrape_shows_the_chain_at_start_up_then_each_turn(worker, upstrea
     assert 0 < (value(after, "openrouter_voice_router_cooldown_remaining_seconds",
                       openrouter_voice_model=PRIMARY) or 0) <= 30
     assert TEST_KEY not in text and "zebra-quokka" not in text
+
+
+DASHBOARD = ROOT / "grafana" / "openrouter-voice.json"
+METRIC = re.compile(r"\b((?:openrouter_voice|gen_ai)_[A-Za-z0-9_]+)\b")
+GROUPED = re.compile(r"\bby \(([^)]*)\)")
+SELECTOR = re.compile(r"\{([^}]*)\}")
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["templating"]["list"][0]["type"] == "datasource"  # imported as is: pick a Prometheus
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    return [t["expr"] for p in panels for t in p["targets"]]
+
+
+async def test_every_metric_and_label_the_dashboard_queries_is_in_the_scrape(worker, upstream):
+    upstream.script(PRIMARY, Script(status=429, retry_after=30))
+    upstream.script(BACKUP, Script(text="Backup answers.", usage={"prompt_tokens": 12, "completion_tokens": 5,
+                                                                   "cost": COST}))
+    assert worker.process.stdin is not None
+    worker.process.stdin.write(b"turn\n")
+    await worker.process.stdin.drain()
+    assert await worker.line() == "RECORDED 1"
+    scraped = samples(await worker.scrape())
+    labels_of: dict[str, set[str]] = {}
+    for name, labels, _ in scraped:
+        labels_of.setdefault(name, set()).update(labels)
+
+    queries = dashboard_queries()
+    assert any("time_to_first_audio" in q for q in queries) and any("cost_USD" in q for q in queries)
+    for expr in queries:
+        names = METRIC.findall(SELECTOR.sub("", GROUPED.sub("", expr)))  # labels out: metric names left
+        assert names, expr
+        used = {label.strip() for group in GROUPED.findall(expr) for label in group.split(",")} - {"le", ""}
+        used |= {m.split("!=")[0].split("=")[0].strip() for s in SELECTOR.findall(expr) for m in s.split(",") if m}
+        for name in names:
+            assert name in labels_of, f"{name} (queried by {expr!r}) is not in the scrape"
+            assert used <= labels_of[name] | {"le"}, (name, used - labels_of[name])

@@ -2,7 +2,7 @@
 (:func:`openrouter_voice.agent.worker.serve_metrics`), and for each ``turn`` line on stdin a job process
 started the way LiveKit starts them (spawned, inheriting the environment) that runs its setup
 (``start_job_telemetry``) and one turn through ``app.build_router``. Prints ``READY`` once serving and
-``RECORDED n`` once the main process has recorded n relayed turns."""
+``RECORDED n`` once the main process has recorded what n jobs relayed."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import sys
 from openrouter_voice import app
 from openrouter_voice.agent.worker import serve_metrics
 from openrouter_voice.config import load_settings
+from openrouter_voice.telemetry.voice import SpeechFallback, VoiceTurn
 from openrouter_voice.telemetry.worker import start_job_telemetry
 
 PROMPT = "Tell me about the zebra-quokka-7731 password"
 
 
 def job() -> None:
-    start_job_telemetry()
+    telemetry = start_job_telemetry()
 
     async def turn() -> None:
         router = await app.build_router(load_settings(), check=False)
@@ -29,6 +30,10 @@ def job() -> None:
             await router.aclose()
 
     asyncio.run(turn())
+    # What the session watch reports for a voice turn (tests/voice covers the watch on a real call).
+    for sink in telemetry.voice_sinks:
+        sink(SpeechFallback("tts", "cartesia.TTS"))
+        sink(VoiceTurn("answered", time_to_first_audio=0.8, end_of_turn_delay=0.3))
 
 
 def main() -> None:
@@ -41,10 +46,11 @@ def main() -> None:
         process = multiprocessing.get_context("spawn").Process(target=job)
         process.start()
         process.join(60)
-        if process.exitcode != 0 or not metrics.wait_relayed(turns, timeout=30):
+        # each job relays its router turn and two voice events
+        if process.exitcode != 0 or not metrics.wait_relayed(3 * turns, timeout=30):
             print(f"FAILED exit={process.exitcode} relayed={metrics.relayed}", flush=True)
             break
-        print(f"RECORDED {metrics.relayed}", flush=True)
+        print(f"RECORDED {turns}", flush=True)
     metrics.close()
 
 

@@ -34,6 +34,7 @@ from ..local.server import ENDPOINT as LOCAL_ENDPOINT
 from ..redact import RedactingFilter
 from ..router.catalog import Catalog
 from ..telemetry import TelemetryConfigError, start_telemetry
+from ..telemetry import current as current_telemetry
 from ..telemetry.worker import WorkerMetrics, serve_worker_metrics, start_job_telemetry
 from .llm import OpenRouterLLM, TurnEvent
 
@@ -263,6 +264,7 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(end_of_session)  # first: whatever fails below, the connections are closed
     session = build_session(settings, vad=ctx.proc.userdata["vad"],
                             turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
+    current_telemetry().watch_session(session, or_llm)  # each voice turn's metrics as it ends
     await session.start(agent=app.build_assistant(settings, or_llm, catalog=catalog), room=ctx.room)
 
 

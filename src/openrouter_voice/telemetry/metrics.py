@@ -59,6 +59,14 @@ class RouterMetrics:
         with self._lock:
             self._chains.append(chain)
 
+    def initialise(self, models: Iterable[str]) -> None:
+        """Counters that stay at 0 until something rare happens exist from now on for ``models``, so a
+        dashboard's rate() reads 0 rather than "no data"."""
+        for model in models:
+            attributes = {n.MODEL: model, n.PROVIDER_NAME: provider_name(model)}
+            for counter in (self.hedges, self.hedges_won, self.continuations):
+                counter.add(0, attributes)
+
     def unwatch_chain(self, chain: ChainState) -> None:
         with self._lock:
             if chain in self._chains:

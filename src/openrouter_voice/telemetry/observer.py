@@ -110,6 +110,7 @@ class RouterTelemetry:
         router.observers.append(_Observer(self, chain))
         if self.metrics is not None:
             self.metrics.watch_chain(chain)
+            self.metrics.initialise(t.label for t in router.models)
 
     def observes(self, router: FallbackRouter) -> bool:
         return any(isinstance(o, _Observer) and o.owner is self for o in router.observers)

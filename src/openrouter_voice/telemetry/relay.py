@@ -30,6 +30,7 @@ from typing import Any
 
 from .names import CIRCUIT_VALUES
 from .record import AttemptRecord, TurnRecord
+from .voice import RESULTS, SpeechFallback, VoiceEvent, VoiceTurn
 
 logger = logging.getLogger("openrouter_voice.telemetry")
 
@@ -51,6 +52,25 @@ def encode(turn: TurnRecord, circuits: Sequence[tuple[str, str, float]]) -> byte
                       separators=(",", ":")).encode()
 
 
+def encode_voice(event: VoiceEvent) -> bytes:
+    kind = "fallback" if isinstance(event, SpeechFallback) else "turn"
+    return json.dumps({"v": 1, "voice": {"kind": kind, **asdict(event)}}, separators=(",", ":")).encode()
+
+
+def decode_voice(voice: Any) -> VoiceEvent:
+    if not isinstance(voice, dict):
+        raise RelayError("voice is not an object")
+    if voice.get("kind") == "fallback":
+        stage = voice.get("stage")
+        if stage not in ("stt", "tts"):
+            raise RelayError("a speech fallback's stage is not stt or tts")
+        return SpeechFallback(stage, _text(voice.get("engine"), "engine"))
+    if voice.get("kind") != "turn" or voice.get("result") not in RESULTS:
+        raise RelayError("a voice turn's result is not answered, apology or silent")
+    return VoiceTurn(voice["result"], _number(voice.get("time_to_first_audio"), "ttfa", optional=True),
+                     _number(voice.get("end_of_turn_delay"), "end_of_turn_delay", optional=True))
+
+
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 300:
         raise RelayError(f"{what} is not a short string")
@@ -65,12 +85,15 @@ def _number(value: Any, what: str, *, optional: bool = False) -> float | None:
     return float(value)
 
 
-def decode(data: bytes) -> tuple[TurnRecord, Circuits]:
-    """A datagram back to a record; :class:`RelayError` names what is wrong with a bad one."""
+def decode(data: bytes) -> tuple[TurnRecord, Circuits] | VoiceEvent:
+    """A datagram back to a router turn and its circuits, or a voice event; :class:`RelayError` names
+    what is wrong with a bad one."""
     try:
         message = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise RelayError("not JSON") from None
+    if isinstance(message, dict) and message.get("v") == 1 and "voice" in message:
+        return decode_voice(message["voice"])
     if not isinstance(message, dict) or message.get("v") != 1 or not isinstance(message.get("turn"), dict):
         raise RelayError("not a version-1 turn message")
     turn = message["turn"]
@@ -122,7 +145,13 @@ class RelaySender:
         self._socket.setblocking(False)
 
     def send(self, turn: TurnRecord, circuits: Sequence[tuple[str, str, float]]) -> None:
-        data = encode(turn, circuits)
+        self._send(encode(turn, circuits))
+
+    def voice(self, event: VoiceEvent) -> None:
+        """A voice sink (:mod:`.voice`): relays the event."""
+        self._send(encode_voice(event))
+
+    def _send(self, data: bytes) -> None:
         if len(data) > _MAX_DATAGRAM:
             logger.debug("turn record too large to relay (%d bytes)", len(data))
             return
@@ -139,10 +168,13 @@ class RelaySender:
 
 
 class RelayReceiver:
-    """Receives turn records on 127.0.0.1 (a free port, :attr:`address`) and hands each to ``handle``."""
+    """Receives on 127.0.0.1 (a free port, :attr:`address`): router turns go to ``handle``, voice
+    events to ``handle_voice``."""
 
-    def __init__(self, handle: Callable[[TurnRecord, Circuits], None]) -> None:
+    def __init__(self, handle: Callable[[TurnRecord, Circuits], None],
+                 handle_voice: Callable[[VoiceEvent], None] | None = None) -> None:
         self._handle = handle
+        self._handle_voice = handle_voice
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", 0))
         host, port = self._socket.getsockname()
@@ -170,12 +202,15 @@ class RelayReceiver:
         if self._closed:
             return
         try:
-            turn, circuits = decode(data)
+            message = decode(data)
         except RelayError as exc:
             logger.warning("dropped a telemetry datagram that is not a turn record (%s)", exc)
             return
         try:
-            self._handle(turn, circuits)
+            if isinstance(message, tuple):
+                self._handle(*message)
+            elif self._handle_voice is not None:
+                self._handle_voice(message)
         except Exception:
             logger.exception("recording a relayed turn failed")
 

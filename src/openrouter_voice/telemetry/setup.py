@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from ..router import FallbackRouter
 from .content import capture_content, hand_to_livekit
 from .observer import RouterTelemetry
+from .voice import VoiceMetrics, VoiceSink, watch_session
 
 logger = logging.getLogger("openrouter_voice.telemetry")
 
@@ -65,10 +66,16 @@ class Telemetry:
     router: RouterTelemetry
     meter_provider: MeterProvider | None = None
     tracer_provider: TracerProvider | None = None
+    voice_sinks: list[VoiceSink] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
-        return self.router.active
+        return self.router.active or bool(self.voice_sinks)
+
+    def watch_session(self, session: Any, llm: Any) -> None:
+        """Report ``session``'s voice turns as they end (nothing when no export is configured)."""
+        if self.voice_sinks:
+            watch_session(session, llm, self.voice_sinks)
 
     def instrument(self, router: FallbackRouter) -> None:
         """Observe ``router``'s turns (nothing when no export is configured)."""
@@ -194,9 +201,10 @@ def _build(environ: Mapping[str, str]) -> Telemetry:
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     if readers:
         meter_provider = MeterProvider(metric_readers=readers, resource=res, views=livekit_views())
-    router = RouterTelemetry(meter=meter_provider.get_meter(SCOPE) if meter_provider else None,
-                             tracer=tracer_provider.get_tracer(SCOPE) if tracer_provider else None)
-    return Telemetry(router, meter_provider, tracer_provider)
+    meter = meter_provider.get_meter(SCOPE) if meter_provider else None
+    router = RouterTelemetry(meter=meter, tracer=tracer_provider.get_tracer(SCOPE) if tracer_provider else None)
+    voice: list[VoiceSink] = [VoiceMetrics(meter).record] if meter is not None else []
+    return Telemetry(router, meter_provider, tracer_provider, voice)
 
 
 def serve_prometheus(port: int, host: str = "0.0.0.0") -> tuple[MetricReader, Any]:

@@ -20,6 +20,7 @@ from .observer import RouterTelemetry
 from .record import TurnRecord
 from .relay import RELAY_ENV, Circuits, RelayReceiver, RelaySender
 from .setup import SCOPE, Telemetry, resource, serve_prometheus, start_telemetry
+from .voice import VoiceEvent, VoiceMetrics
 
 
 class RelayedChains:
@@ -62,6 +63,7 @@ class WorkerMetrics:
     router: RouterTelemetry
     chains: RelayedChains
     address: str
+    voice: VoiceMetrics
     closers: list[Callable[[], None]] = field(default_factory=list)
     relayed: int = 0
     _changed: threading.Condition = field(default_factory=threading.Condition)
@@ -73,8 +75,14 @@ class WorkerMetrics:
             self.relayed += 1
             self._changed.notify_all()
 
+    def record_voice(self, event: VoiceEvent) -> None:
+        self.voice.record(event)
+        with self._changed:
+            self.relayed += 1
+            self._changed.notify_all()
+
     def wait_relayed(self, count: int, timeout: float) -> bool:
-        """Wait until ``count`` turns in all were relayed here; False if ``timeout`` seconds passed first."""
+        """Wait until ``count`` messages in all were relayed here; False if ``timeout`` seconds passed first."""
         with self._changed:
             return self._changed.wait_for(lambda: self.relayed >= count, timeout)
 
@@ -93,12 +101,14 @@ def serve_worker_metrics(port: int, chain: Sequence[str], *, host: str = "0.0.0.
     """
     reader, close_endpoint = serve_prometheus(port, host)
     provider = MeterProvider(metric_readers=[reader], resource=resource())
-    router = RouterTelemetry(meter=provider.get_meter(SCOPE))
+    meter = provider.get_meter(SCOPE)
+    router = RouterTelemetry(meter=meter)
     chains = RelayedChains(chain)
     assert router.metrics is not None
     router.metrics.watch_chain(chains.read)
-    served = WorkerMetrics(router, chains, "")
-    receiver = RelayReceiver(served.record).start()
+    router.metrics.initialise(chain)
+    served = WorkerMetrics(router, chains, "", VoiceMetrics(meter))
+    receiver = RelayReceiver(served.record, served.record_voice).start()
     served.address = receiver.address
     previous = os.environ.get(RELAY_ENV)
     os.environ[RELAY_ENV] = receiver.address
@@ -118,5 +128,7 @@ def start_job_telemetry() -> Telemetry:
     telemetry = start_telemetry()
     address = os.environ.get(RELAY_ENV)
     if address and not any(isinstance(s, RelaySender) for s in telemetry.router.sinks):
-        telemetry.router.sinks.append(RelaySender(address))
+        sender = RelaySender(address)
+        telemetry.router.sinks.append(sender)
+        telemetry.voice_sinks.append(sender.voice)
     return telemetry
