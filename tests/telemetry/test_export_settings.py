@@ -5,6 +5,7 @@ bad settings are refused with the variable's name and the fix."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -136,3 +137,17 @@ def test_metrics_port_setting(monkeypatch):
     assert load_settings().metrics_port == 9464
     monkeypatch.setenv("OPENROUTER_VOICE_METRICS_PORT", "")
     assert load_settings().metrics_port is None
+
+
+def test_a_metrics_port_in_use_stops_the_worker_with_the_fix(monkeypatch, capsys):
+    from openrouter_voice.agent.worker import serve_metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("OPENROUTER_VOICE_METRICS_PORT", str(taken.getsockname()[1]))
+        with pytest.raises(SystemExit) as stopped:
+            serve_metrics(load_settings(), ["start"], host="127.0.0.1")
+    assert stopped.value.code == 2
+    assert "OPENROUTER_VOICE_METRICS_PORT" in capsys.readouterr().err
+    assert serve_metrics(load_settings(), ["download-files"]) is None  # no sessions: no endpoint

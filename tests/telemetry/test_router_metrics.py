@@ -127,3 +127,18 @@ async def test_every_model_failing_is_an_error_type_and_fallbacks_to_none(upstre
 
 async def test_a_router_without_telemetry_has_no_observer(make_router):
     assert make_router([PRIMARY]).observers == []
+
+
+async def test_a_closed_sessions_router_leaves_the_gauges(upstream, otel):
+    import gc
+
+    from openrouter_voice.router import FallbackRouter
+
+    router = FallbackRouter([PRIMARY], api_key="k", base_url=upstream.base_url)
+    otel.telemetry.instrument(router)
+    assert [a[n.MODEL] for a, _ in otel.points(n.CIRCUIT_STATE)] == [PRIMARY]
+    await router.aclose()
+    del router
+    gc.collect()
+    assert otel.points(n.CIRCUIT_STATE) == []  # a worker runs thousands of sessions: none is kept
+    assert otel.telemetry.metrics is not None and otel.telemetry.metrics._chains == []

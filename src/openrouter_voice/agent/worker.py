@@ -307,7 +307,7 @@ def run_worker(argv: list[str]) -> None:
             metrics.close()
 
 
-def serve_metrics(settings: Settings, argv: list[str]) -> WorkerMetrics | None:
+def serve_metrics(settings: Settings, argv: list[str], *, host: str = "0.0.0.0") -> WorkerMetrics | None:
     """The worker's Prometheus endpoint on OPENROUTER_VOICE_METRICS_PORT, for subcommands that run
     sessions: the configured chain's circuits from start-up, every session's turns once they end.
     Exits with the reason when the port cannot be served."""
@@ -319,11 +319,11 @@ def serve_metrics(settings: Settings, argv: list[str]) -> WorkerMetrics | None:
 
         chain.append(f"{MODEL_ALIAS}@{LOCAL_ENDPOINT}")
     try:
-        metrics = serve_worker_metrics(settings.metrics_port, chain)
+        metrics = serve_worker_metrics(settings.metrics_port, chain, host=host)
     except TelemetryConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
-    logger.info("Prometheus metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
+    logger.info("Prometheus metrics on http://%s:%d/metrics", host, settings.metrics_port)
     return metrics
 
 

@@ -20,8 +20,9 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from . import names as n
 from .record import TurnRecord, provider_name
 
-ChainState = Callable[[], Iterable[tuple[str, str, float]]]
-"""Returns ``(chain id, circuit state, cooldown seconds left)`` for each model of a chain."""
+ChainState = Callable[[], Iterable[tuple[str, str, float]] | None]
+"""Returns ``(chain id, circuit state, cooldown seconds left)`` for each model of a chain; None once
+the chain is gone (its router was closed and collected), which stops the gauges asking."""
 
 
 class RouterMetrics:
@@ -108,7 +109,11 @@ class RouterMetrics:
             chains = list(self._chains)
         seen: dict[str, tuple[str, str, float]] = {}
         for chain in chains:
-            for model, state, cooldown in chain():
+            states = chain()
+            if states is None:  # a session's router, gone: forget it (a worker runs thousands)
+                self.unwatch_chain(chain)
+                continue
+            for model, state, cooldown in states:
                 # Several routers (sessions) may share a model: report the worst view of it.
                 known = seen.get(model)
                 if known is None or n.CIRCUIT_VALUES.get(state, 0) > n.CIRCUIT_VALUES.get(known[1], 0):

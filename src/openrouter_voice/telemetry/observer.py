@@ -25,7 +25,7 @@ from .metrics import RouterMetrics
 from .record import TurnRecord
 from .traces import end_turn_span, start_turn_span
 
-ChainState = Callable[[], list[tuple[str, str, float]]]
+ChainState = Callable[[], list[tuple[str, str, float]] | None]
 RecordSink = Callable[[TurnRecord, ChainState], None]
 """Gets each finished turn and a function that reads its router's circuits now."""
 
@@ -42,10 +42,10 @@ def chain_state(router: FallbackRouter) -> ChainState:
     """What the gauges read from ``router`` (held weakly: a closed session's router is not kept)."""
     ref = weakref.ref(router)
 
-    def read() -> list[tuple[str, str, float]]:
+    def read() -> list[tuple[str, str, float]] | None:
         live = ref()
         if live is None:
-            return []
+            return None
         health = live.health
         return [(t.label, health.state(t.label).value, health.cooldown_remaining(t.label)) for t in live.models]
 

@@ -160,8 +160,8 @@ class RelaySender:
         except OSError as exc:  # full buffer, receiver gone: the metrics of one turn, not the turn
             logger.debug("turn record not relayed: %s", exc)
 
-    def __call__(self, turn: TurnRecord, chain: Callable[[], Circuits]) -> None:
-        self.send(turn, chain())
+    def __call__(self, turn: TurnRecord, chain: Callable[[], Circuits | None]) -> None:
+        self.send(turn, chain() or [])
 
     def close(self) -> None:
         self._socket.close()

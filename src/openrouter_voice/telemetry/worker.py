@@ -1,8 +1,9 @@
 """The voice worker's telemetry: a Prometheus endpoint in the main process showing the chain from
 start-up, fed by the job processes' turns (:mod:`.relay`); OTLP from every process that has it set.
+The main process serves; each job process (LiveKit's setup function) starts its own telemetry.
 
->>> served = serve_worker_metrics(0, ["openai/gpt-4o-mini"])  # doctest: +SKIP  (0: no endpoint)
->>> start_job_telemetry()  # in each job process (LiveKit's setup function)  # doctest: +SKIP
+>>> served = serve_worker_metrics(9464, ["openai/gpt-4o-mini"])  # doctest: +SKIP
+>>> start_job_telemetry()  # doctest: +SKIP
 """
 
 from __future__ import annotations
