@@ -49,13 +49,16 @@ from .systems import (
     LiveKitRetryOnChunk,
     NaiveLoop,
     Ours,
+    OursTraced,
+    OursWithTelemetry,
     System,
     ours_defaults,
 )
 
 LOAD_TOKENS = 20
 LOAD_SYSTEMS: list[type[System]] = [BareHttpx, BareHttpx2, Ours, LiveKitFallback, LiteLLMRouter, NaiveLoop]
-OVERHEAD_SYSTEMS: list[type[System]] = [BareHttpx, BareHttpx2, Ours, LiveKitFallback, LiteLLMRouter, NaiveLoop]
+OVERHEAD_SYSTEMS: list[type[System]] = [BareHttpx, BareHttpx2, Ours, OursWithTelemetry, OursTraced, LiveKitFallback,
+                                        LiteLLMRouter, NaiveLoop]
 BARE_ROW = "1 bare httpx"
 
 
@@ -313,7 +316,7 @@ async def main() -> None:
         "command": command, "date": time.strftime("%Y-%m-%d"), "elapsed": elapsed, "runs": runs, "cap": cap,
         "streams": streams, "load_tokens": LOAD_TOKENS, "machine": machine(), "versions": versions(),
         "first_token_timeout": ours_defaults()["first_token_timeout"],
-        "described": [BareHttpx, BareHttpx2, *SYSTEMS, LiveKitRetryOnChunk],
+        "described": [BareHttpx, BareHttpx2, *SYSTEMS, LiveKitRetryOnChunk, OursWithTelemetry, OursTraced],
         "notes": notes(loaded, cap),
     }
     out = Path(args.out)

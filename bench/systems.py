@@ -308,6 +308,51 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+class OursWithTelemetry(Ours):
+    """Our router with the process's telemetry on, as the worker has it: every turn recorded in the
+    OpenTelemetry SDK's metrics (read by a Prometheus reader) and, for the second, also traced."""
+
+    name = "openrouter-voice, metrics on"
+    traced = False
+
+    @classmethod
+    def describe(cls) -> str:
+        return ("the same router observed by openrouter_voice.telemetry: OpenTelemetry SDK metrics with a Prometheus "
+                "reader" + (", and spans through a BatchSpanProcessor" if cls.traced else ""))
+
+    async def start(self, base_url: str, models: list[str]) -> None:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+        from prometheus_client import CollectorRegistry
+
+        from openrouter_voice.telemetry import RouterTelemetry
+
+        class Discard(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        await super().start(base_url, models)
+        self.meters = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
+        self.tracers = TracerProvider()
+        self.tracers.add_span_processor(BatchSpanProcessor(Discard()))
+        telemetry = RouterTelemetry(meter=self.meters.get_meter("bench"),
+                                    tracer=self.tracers.get_tracer("bench") if self.traced else None)
+        telemetry.instrument(self.router)
+
+    async def close(self) -> None:
+        await super().close()
+        self.meters.shutdown()
+        self.tracers.shutdown()
+
+
+class OursTraced(OursWithTelemetry):
+    name = "openrouter-voice, metrics and traces on"
+    traced = True
+
+
 PEERS: list[type[System]] = [LiveKitFallback, LiteLLMRouter, NaiveLoop]
 SYSTEMS: list[type[System]] = [Ours, *PEERS]
-BY_NAME: dict[str, type[System]] = {cls.name: cls for cls in [BareHttpx, BareHttpx2, *SYSTEMS, LiveKitRetryOnChunk]}
+BY_NAME: dict[str, type[System]] = {cls.name: cls for cls in [BareHttpx, BareHttpx2, *SYSTEMS, LiveKitRetryOnChunk,
+                                                              OursWithTelemetry, OursTraced]}

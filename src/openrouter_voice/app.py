@@ -3,7 +3,8 @@
 Every entry point (``chat``, ``doctor``, the voice worker, the benchmark) builds through these
 functions, in one order: the chain from the settings (or the caller), checked against one shared
 :class:`Catalog` (retired ids dropped, tool support recorded), then the embedded local model last
-when one is running. Chain edits are functions of the chain (:func:`with_first`).
+when one is running, then observed by the process's telemetry when it exports any. Chain edits are
+functions of the chain (:func:`with_first`).
 
 >>> settings = load_settings()                                      # doctest: +SKIP
 >>> catalog = Catalog.from_settings(settings)                       # doctest: +SKIP
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import telemetry
 from .config import Settings
 from .router import ConfigurationError, FallbackRouter
 from .router.catalog import Catalog, CatalogUnavailableError, ChainReport, check_chain
@@ -116,6 +118,7 @@ async def build_router(settings: Settings, *, models: Sequence[str] | None = Non
         if local is not None:
             router.set_models([*router.models, local.label])
             router.set_tool_support({local.label: False})  # a 270M model cannot call tools reliably
+        telemetry.current().instrument(router)  # nothing unless this process exports telemetry
     except BaseException:  # failed or cancelled (Ctrl-C, a job shut down): no connection pool left behind
         await router.aclose()
         raise

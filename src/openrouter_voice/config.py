@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     local_fallback: bool = Field(
         default=True, validation_alias=AliasChoices("OPENROUTER_VOICE_LOCAL_FALLBACK", "local_fallback"),
     )
+    # The voice worker serves Prometheus metrics on this port (all interfaces); unset: no endpoint.
+    metrics_port: int | None = Field(
+        default=None, validation_alias=AliasChoices("OPENROUTER_VOICE_METRICS_PORT", "metrics_port"),
+    )
 
     # Share model health with every process of the deployment through Redis/Valkey (redis://, rediss://).
     redis_url: SecretStr | None = Field(
@@ -229,6 +233,19 @@ class Settings(BaseSettings):
         if not 0 <= value <= 120:
             raise ValueError(f"{value} is out of range: use seconds (e.g. 1.0), or 0 to turn hedging off")
         return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _check_metrics_port(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            port = int(str(value).strip())
+        except ValueError:
+            raise ValueError("not a port number") from None
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{port} is not a TCP port (1-65535)")
+        return port
 
     @field_validator("dribble_words_per_second")
     @classmethod
@@ -318,6 +335,7 @@ _ENV_NAMES = {
     "predictive_ranking": "OPENROUTER_PREDICTIVE_RANKING",
     "endpoints": "OPENROUTER_VOICE_ENDPOINTS",
     "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
+    "metrics_port": "OPENROUTER_VOICE_METRICS_PORT",
     "weather_geocoding_url": "OPENROUTER_VOICE_GEOCODING_URL",
     "weather_forecast_url": "OPENROUTER_VOICE_FORECAST_URL",
     "redis_url": "OPENROUTER_VOICE_REDIS_URL",
@@ -338,6 +356,7 @@ _FIXES = {
         'use JSON, e.g. OPENROUTER_VOICE_ENDPOINTS=\'{"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}\''
     ),
     "OPENROUTER_VOICE_LOCAL_FALLBACK": "use true or false",
+    "OPENROUTER_VOICE_METRICS_PORT": "set it to a free TCP port, e.g. OPENROUTER_VOICE_METRICS_PORT=9464, or unset it",
     "OPENROUTER_BASE_URL": "use an http(s) URL, e.g. https://openrouter.ai/api/v1",
     "OPENROUTER_FALLBACK_MODELS": "use a comma list, e.g. openai/gpt-4o-mini,meta-llama/llama-3.1-8b-instruct",
     "OPENROUTER_DEFAULT_MODEL": "use an id such as google/gemini-2.5-flash-lite",

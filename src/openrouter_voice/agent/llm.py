@@ -261,6 +261,10 @@ def _tool_choice(choice: llm.ToolChoice) -> Any:
 class OpenRouterLLMStream(llm.LLMStream):
     """One turn: router chunks become LiveKit ``ChatChunk``s (text as it comes, tool calls complete)."""
 
+    # No ``llm_request_run`` span per LiveKit retry (there are none: max_retry is 0, the router retries):
+    # the router's own turn span, with a child per model asked, sits right under ``llm_request``.
+    _llm_attempt_span_name = None
+
     def __init__(self, llm_: OpenRouterLLM, *, chat_ctx: llm.ChatContext, tools: list[llm.Tool],
                  conn_options: APIConnectOptions, extra: dict[str, Any], parallel_tool_calls: bool | None,
                  tool_choice: Any) -> None:

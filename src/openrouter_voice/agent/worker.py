@@ -33,6 +33,9 @@ from ..config import ConfigError, Settings, load_settings
 from ..local.server import ENDPOINT as LOCAL_ENDPOINT
 from ..redact import RedactingFilter
 from ..router.catalog import Catalog
+from ..telemetry import TelemetryConfigError, start_telemetry
+from ..telemetry import current as current_telemetry
+from ..telemetry.worker import WorkerMetrics, serve_worker_metrics, start_job_telemetry
 from .llm import OpenRouterLLM, TurnEvent
 
 if TYPE_CHECKING:
@@ -200,6 +203,7 @@ def prewarm(proc: JobProcess) -> None:
     from livekit.plugins import silero
 
     redact_process_logs()
+    start_job_telemetry()  # OTEL_* export from this process; turns relayed to the worker's scrape endpoint
     proc.userdata["vad"] = silero.VAD.load()
     proc.userdata["turn_detection"] = load_turn_detection()
     # Move what start-up created (modules, models) out of the cyclic garbage collector's way: a full
@@ -260,6 +264,7 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(end_of_session)  # first: whatever fails below, the connections are closed
     session = build_session(settings, vad=ctx.proc.userdata["vad"],
                             turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
+    current_telemetry().watch_session(session, or_llm)  # each voice turn's metrics as it ends
     await session.start(agent=app.build_assistant(settings, or_llm, catalog=catalog), room=ctx.room)
 
 
@@ -282,7 +287,14 @@ def run_worker(argv: list[str]) -> None:
               "environment (see .env.example); `openrouter-voice doctor` checks them all.", file=sys.stderr)
         raise SystemExit(2)
     _export_for_plugins(settings)
-    local = start_local_model(settings, argv)  # before livekit spawns the job processes
+    if runs_sessions(argv):
+        try:
+            start_telemetry()  # OTEL_* settings checked here, once, before any job process starts
+        except TelemetryConfigError as exc:
+            print(exc, file=sys.stderr)
+            raise SystemExit(2) from None
+    metrics = serve_metrics(settings, argv)  # before livekit spawns the job processes, which report to it
+    local = start_local_model(settings, argv)
     try:
         _hand_logging_to_livekit()
         sys.argv = ["openrouter-voice agent", *argv]
@@ -291,6 +303,28 @@ def run_worker(argv: list[str]) -> None:
     finally:
         if local is not None:
             local.stop()
+        if metrics is not None:
+            metrics.close()
+
+
+def serve_metrics(settings: Settings, argv: list[str], *, host: str = "0.0.0.0") -> WorkerMetrics | None:
+    """The worker's Prometheus endpoint on OPENROUTER_VOICE_METRICS_PORT, for subcommands that run
+    sessions: the configured chain's circuits from start-up, every session's turns once they end.
+    Exits with the reason when the port cannot be served."""
+    if settings.metrics_port is None or not runs_sessions(argv):
+        return None
+    chain = settings.chain()
+    if settings.local_fallback and settings.api_key is not None:
+        from ..local.server import MODEL_ALIAS
+
+        chain.append(f"{MODEL_ALIAS}@{LOCAL_ENDPOINT}")
+    try:
+        metrics = serve_worker_metrics(settings.metrics_port, chain, host=host)
+    except TelemetryConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    logger.info("Prometheus metrics on http://%s:%d/metrics", host, settings.metrics_port)
+    return metrics
 
 
 def _hand_logging_to_livekit() -> None:

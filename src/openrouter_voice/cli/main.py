@@ -14,6 +14,8 @@ import asyncio
 import logging
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +58,25 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def exporting_telemetry() -> Iterator[None]:
+    """Telemetry for a short command: started from the ``OTEL_*`` settings (nothing when none is set),
+    flushed before the command exits, so a single piped question shows up in the backend."""
+    from rich.markup import escape
+
+    from ..telemetry import TelemetryConfigError, start_telemetry
+
+    try:
+        telemetry = start_telemetry()
+    except TelemetryConfigError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        yield
+    finally:
+        telemetry.shutdown()  # flushes what was recorded
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def agent(ctx: typer.Context) -> None:
     """Run the LiveKit voice worker: dev | start | console | download-files (livekit's own subcommands)."""
@@ -84,8 +105,9 @@ def chat(
         logging.getLogger("openrouter_voice").setLevel(logging.INFO)
     from .chat import run_chat
 
-    code = asyncio.run(run_chat(settings, message=message, model=model, local_only=local,
-                                console=console, out=out))
+    with exporting_telemetry():
+        code = asyncio.run(run_chat(settings, message=message, model=model, local_only=local,
+                                    console=console, out=out))
     raise typer.Exit(code)
 
 
@@ -112,7 +134,9 @@ def talk(
         logging.getLogger("openrouter_voice").setLevel(logging.INFO)
     from .talk import run_talk
 
-    raise typer.Exit(asyncio.run(run_talk(settings, questions, out=out_file, console=console)))
+    with exporting_telemetry():
+        code = asyncio.run(run_talk(settings, questions, out=out_file, console=console))
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -171,7 +195,7 @@ def doctor(
 
     settings = settings_or_exit()
     setup_logging(settings.debug)
-    with console.status("Checking key, catalog and settings..."):
+    with exporting_telemetry(), console.status("Checking key, catalog and settings..."):
         checks = asyncio.run(run_checks(settings, quick=quick))
     table = Table(title="openrouter-voice doctor")
     table.add_column("")

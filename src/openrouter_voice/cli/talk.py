@@ -14,7 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
-from .. import app
+from .. import app, telemetry
 from ..agent import OpenRouterLLM
 from ..agent.worker import build_session, load_turn_detection
 from ..config import Settings
@@ -62,6 +62,7 @@ async def run_talk(settings: Settings, files: list[Path], *, out: Path | None, c
         stack.push_async_callback(llm.aclose)
         with console.status("Loading the voice pipeline (VAD, turn detector, speech engines)..."):
             session = build_session(settings, vad=silero.VAD.load(), turn_detection=load_turn_detection(), llm=llm)
+        telemetry.current().watch_session(session, llm)
         call = await stack.enter_async_context(VoiceCall(session, app.build_assistant(settings, llm, catalog=catalog)))
         replies: list[Audio] = []
         code = 0

@@ -39,6 +39,7 @@ from ..redact import register_secret
 from . import defaults
 from .defaults import OPENROUTER
 from .errors import ConfigurationError
+from .events import TurnObserver, end_watches, start_watches
 from .health import HealthTracker
 from .plan import left_out, order, tools_first
 from .policy import HedgeBudget, Limits, TurnPolicy
@@ -182,6 +183,7 @@ class FallbackRouter:
         self._tool_support: dict[str, bool] = {}
         self._chosen: Target | None = None
         self._reported_bad_keys: set[str] = set()
+        self.observers: list[TurnObserver] = []  # told of every turn (:mod:`.events`), e.g. telemetry
         self.set_models(models)
 
     @classmethod
@@ -368,14 +370,21 @@ class FallbackRouter:
         def keep(result: Completion) -> None:
             sink.result = result
 
+        watches = start_watches(self.observers, self._models) if self.observers else ()
+        error: BaseException | None = None
         self._hedges.in_flight += 1
         try:
             # aclosing: a consumer that stops early must close the attempt's HTTP stream now, not at GC.
             async with contextlib.aclosing(runner.run(on_result=keep)) as chunks:
                 async for chunk in chunks:
                     yield chunk
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             self._hedges.in_flight -= 1
+            if watches:
+                end_watches(watches, attempts, sink.result, error)
 
     def _policy(self, *, spoken: bool = False) -> TurnPolicy:
         limits = Limits(first_token=self.first_token_timeout, final_first_token=self.final_first_token_timeout,

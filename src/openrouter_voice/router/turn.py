@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ class TurnRunner:
 
     # -- launching and racing ----------------------------------------------------------------
 
-    def _launch(self, target: Target, index: int, *, last: bool) -> _Live:
+    def _launch(self, target: Target, index: int, *, last: bool, hedging: bool = False) -> _Live:
         """Send the request for ``target`` (the stream opens on first iteration)."""
         policy, turn = self.policy, self.turn
         latency = self.health.latency(target.label)
@@ -238,7 +239,7 @@ class TurnRunner:
         sentence, sentence_why = policy.limits.sentence_watch(latency, last=last, said=partial)
         body = request_body(target, turn.messages, turn.body, partial=partial,
                             with_tools=policy.supports_tools(target), options=policy.options(target.endpoint))
-        attempt = Attempt(target, Outcome.OK)
+        attempt = Attempt(target, Outcome.OK, started=time.time(), hedge=hedging, continuation=bool(partial))
         turn.attempts.append(attempt)
         sent = self.health.now()
         self.health.begin(target.label)
@@ -308,7 +309,7 @@ class TurnRunner:
         if not queue or not self.policy.hedges.allows():
             return None
         index, target = queue.popleft()
-        hedge = self._launch(target, index, last=self._is_last())
+        hedge = self._launch(target, index, last=self._is_last(), hedging=True)
         logger.info("hedging: %s has no first token after %.2fs, also asking %s",
                     slow.target.label, slow.hedge_after or 0.0, target.label)
         return hedge

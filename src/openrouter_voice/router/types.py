@@ -139,6 +139,9 @@ class Attempt:
     served_model: str | None = None
     usage: Usage | None = None
     emitted_text: bool = False
+    started: float = 0.0  # wall-clock time (time.time) the request was sent; 0 if never sent
+    hedge: bool = False  # sent beside a slow model that had no first token yet
+    continuation: bool = False  # sent to continue a reply another model broke off
 
     @property
     def model(self) -> str:
