@@ -12,11 +12,11 @@ from livekit import rtc
 from livekit.agents import AgentSession, APIConnectionError, stt
 from rich.console import Console
 
+from openrouter_voice.call.audio import read_wav, write_wav
 from openrouter_voice.config import Settings
 from openrouter_voice.speech.watchdog import WatchedSTT
 from openrouter_voice.testing import Script
 from openrouter_voice.testing.cartesia import CartesiaScript
-from openrouter_voice.testing.voice import read_wav, write_wav
 from tests.conftest import TEST_KEY
 from tests.voice.conftest import local_stt, local_tts, speech
 
@@ -110,8 +110,8 @@ async def test_talk_answers_a_recorded_question_aloud(upstream, tmp_path, monkey
 async def test_a_tts_refusing_every_request_never_closes_the_session(upstream, cartesia, make_agent):
     """The JS SDK closed the session while its TTS provider answered 401 (livekit/agents-js#2399):
     here more turns than LiveKit's max_unrecoverable_errors (3) all get spoken answers."""
+    from openrouter_voice.call.driver import VoiceCall
     from openrouter_voice.speech.chains import TTS_CONN_OPTIONS, build_tts
-    from openrouter_voice.testing.voice_call import VoiceCall
 
     cartesia.script(CartesiaScript(status=401))
     kit = make_agent(["a/model"])

@@ -17,10 +17,10 @@ from rich.markup import escape
 from .. import app
 from ..agent import OpenRouterLLM
 from ..agent.worker import build_session, load_turn_detection
+from ..call.audio import Audio, read_wav, write_wav
+from ..call.driver import Turn, VoiceCall
 from ..config import Settings
 from ..router.catalog import Catalog
-from ..testing.voice import Audio, read_wav, write_wav
-from ..testing.voice_call import Turn, VoiceCall
 from .chat import build_router
 
 

@@ -13,7 +13,7 @@ from livekit.agents import Agent, AgentSession
 from livekit.agents.metrics import EOUMetrics, LLMMetrics, STTMetrics, TTSMetrics
 from livekit.agents.utils import http_context
 
-from .voice import Audio, CallerInput, Speaker
+from .audio import Audio, CallerInput, Speaker
 
 
 @dataclass
