@@ -72,6 +72,29 @@ async def test_the_watchdog_gives_up_on_a_deaf_stt_after_speech_not_after_silenc
     await stream.aclose()
 
 
+def _sound(seconds: float, *, loud: bool) -> list[rtc.AudioFrame]:
+    """20 ms frames of a 440 Hz tone (loud) or of silence."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    samples = (3000 * np.sin(2 * np.pi * 440 * t) if loud else 0 * t).astype(np.int16)
+    return [rtc.AudioFrame(samples[i:i + 320].tobytes(), 16000, 1, 320) for i in range(0, len(samples), 320)]
+
+
+async def test_the_watchdog_judges_each_question_on_its_own():
+    """A click left unanswered is forgotten once over (it does not cut the next question short), and a
+    question too short to reach ``stall_after`` still fails the STT once it ends unanswered."""
+    watched = WatchedSTT(_Deaf(), stall_after=2.0, answer_within=1.2, min_speech=0.5)
+    stream = watched.stream()
+    for frame in [*_sound(0.3, loud=True), *_sound(1.5, loud=False), *_sound(1.9, loud=True),
+                  *_sound(1.5, loud=False)]:
+        stream.push_frame(frame)
+    stream.end_input()
+    # carried over, the click would have made it 2.2 s of speech, failing mid-question
+    with pytest.raises(APIConnectionError, match=r"no transcript 1\.2 s after 1\.9 s of speech"):
+        async for _ in stream:
+            pass
+    await stream.aclose()
+
+
 def test_a_wav_that_is_not_pcm_is_refused_with_the_fix(tmp_path):
     bad = tmp_path / "q.wav"
     bad.write_bytes(b"RIFF....not a wav")
