@@ -130,6 +130,51 @@ async def test_talk_answers_a_recorded_question_aloud(upstream, tmp_path, monkey
     assert read_wav(reply).loud_seconds() > 0.5
 
 
+async def test_talk_says_when_nothing_can_be_heard_and_stops_when_the_session_closes(upstream, tmp_path, monkeypatch):
+    """Issue 20, items 6 and 7d: every speech recogniser failing (here the only one, after the first
+    question) is reported on its turn at once, with no model printed for it, and when LiveKit closes
+    the session (the 4th failure in a row) talk says so and exits non-zero instead of waiting."""
+    import time
+
+    from openrouter_voice.cli.talk import run_talk
+    from openrouter_voice.speech.local_stt import LocalSTT
+
+    monkeypatch.chdir(tmp_path)
+    decode, decoded = LocalSTT._decode, []
+
+    def breaks_after_one(self: LocalSTT, pcm: bytes) -> str:  # the first question, then never again
+        if decoded:
+            raise RuntimeError("the recogniser's model is corrupt")
+        if any(pcm):  # not the prewarming's silence
+            decoded.append(pcm)
+        return decode(self, pcm)
+
+    monkeypatch.setattr(LocalSTT, "_decode", breaks_after_one)
+    question = await speech("Can you hear me now?")
+    files = [tmp_path / f"q{k}.wav" for k in range(7)]
+    for path in files:
+        write_wav(path, question)
+    upstream.script("openai/gpt-4o-mini", Script(text="Loud and clear."))
+    settings = Settings(openrouter_api_key=TEST_KEY, openrouter_base_url=upstream.base_url,
+                        openrouter_default_model="openai/gpt-4o-mini", openrouter_fallback_models=[], local_fallback=False,
+                        _env_file=None)  # type: ignore[call-arg]
+    console = Console(record=True, width=300)
+    started = time.monotonic()
+    code = await run_talk(settings, files, out=None, console=console)
+    elapsed = time.monotonic() - started
+    text = console.export_text()
+    turns = text.split("> ")[1:]
+    assert "answer: Loud and clear." in turns[0] and "model openai/gpt-4o-mini" in turns[0]
+    deaf = turns[1:-1]  # after the first question, before the close
+    assert len(deaf) >= 3 and all("speech recognition failed on every engine" in t for t in deaf), text
+    assert all("heard: (nothing)" in t and "model none" in t for t in deaf), text  # not the first turn's model
+    assert code == 3 and "The call ended" in turns[-1], text
+    assert len(turns) < len(files)  # it stopped at the close instead of playing the rest
+    # no turn waited for an answer that could not come (say() waits up to 30 s for one)
+    assert elapsed < len(turns) * (question.seconds + 30) / 3, (elapsed, text)
+    assert len(upstream.requests) == 1
+
+
 async def test_a_tts_refusing_every_request_never_closes_the_session(upstream, cartesia, make_agent):
     """The JS SDK closed the session while its TTS provider answered 401 (livekit/agents-js#2399):
     here more turns than LiveKit's max_unrecoverable_errors (3) all get spoken answers."""

@@ -8,6 +8,6 @@ on it; the audio tests and the voice benchmark use it too.
 """
 
 from .audio import Audio, CallerInput, Speaker, read_wav, write_wav
-from .driver import Turn, VoiceCall
+from .driver import CallClosed, Turn, VoiceCall
 
-__all__ = ["Audio", "CallerInput", "Speaker", "Turn", "VoiceCall", "read_wav", "write_wav"]
+__all__ = ["Audio", "CallClosed", "CallerInput", "Speaker", "Turn", "VoiceCall", "read_wav", "write_wav"]
