@@ -13,7 +13,7 @@ from openrouter_voice.testing.deepgram import DeepgramScript
 from tests.voice.conftest import speech
 
 # heard word for word by the local STT, and its first words are lost when it hears from a switch on
-QUESTION = "Tell me, what is the weather in Tokyo today?"
+QUESTION = "What is the weather like in Tokyo today?"
 ANSWER = "Yes, I can hear you."
 
 FAULTS = [DeepgramScript(status=503), DeepgramScript(hang=True), DeepgramScript(silent=True),

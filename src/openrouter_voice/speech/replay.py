@@ -156,7 +156,7 @@ class ReplayingStream(stt.RecognizeStream):
                                                                                             available=False))
                 i += 1
                 continue
-            i = min(k for k, s in enumerate(status) if s.available)  # back to the STT that answers again
+            i = next((k for k, s in enumerate(status) if s.available), 0)  # back to the STT that answers again
             logger.info("%s answers again: it serves the call from now on", engines[i].label)
         raise APIConnectionError(f"all STTs failed ({[e.label for e in engines]}) after "
                                  f"{time.time() - started:.1f} seconds")
