@@ -95,6 +95,25 @@ async def test_the_watchdog_judges_each_question_on_its_own():
     await stream.aclose()
 
 
+def test_the_utterance_audio_holds_what_no_stt_has_finalised():
+    from openrouter_voice.speech.replay import UtteranceAudio
+
+    audio = UtteranceAudio(pre_roll=0.1, limit=1.0)
+    for frame in _sound(0.2, loud=False):
+        audio.push(frame)
+    assert not audio.speaking and audio.seconds == pytest.approx(0.1)  # only the pre-roll before speech
+    for frame in _sound(0.6, loud=True):
+        audio.push(frame)
+    assert audio.speaking and audio.start == pytest.approx(0.1) and audio.seconds == pytest.approx(0.7)
+    audio.heard_until(0.5)  # a streaming STT finalised the speech up to 0.5 s
+    assert audio.speaking and audio.start == pytest.approx(0.5)
+    for frame in _sound(1.2, loud=True):  # a caller who talks on and on: bounded
+        audio.push(frame)
+    assert audio.seconds == pytest.approx(1.0)
+    audio.heard_until(None)
+    assert not audio.speaking and audio.seconds == 0.0
+
+
 def test_a_wav_that_is_not_pcm_is_refused_with_the_fix(tmp_path):
     bad = tmp_path / "q.wav"
     bad.write_bytes(b"RIFF....not a wav")

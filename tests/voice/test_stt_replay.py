@@ -51,7 +51,7 @@ async def test_the_first_question_of_the_call_is_answered_whatever_deepgram_does
     deepgram.script(fault)
     upstream.script("a/model", Script(text=ANSWER))
     voice = await call(["a/model"], deepgram=deepgram)
-    turn = await voice.say(await speech(QUESTION), wait=10.0)
+    turn = await voice.say(await speech(QUESTION))
     assert turn.answer == ANSWER, "the question was lost: the caller would have to repeat it"
     assert heard_whole(QUESTION, upstream), asked(upstream)
     assert turn.audio.loud_seconds() > 0.5 and not voice.closed
@@ -65,7 +65,7 @@ async def test_a_later_question_is_answered_whatever_deepgram_does(call, upstrea
     assert first.answer == ANSWER and deepgram.connections[0].utterances  # Deepgram served it
     # broken now (the open socket too), and every new connection is refused
     deepgram.script([fault, DeepgramScript(status=503)])
-    turn = await voice.say(await speech(QUESTION), wait=10.0)
+    turn = await voice.say(await speech(QUESTION))
     assert turn.answer == ANSWER, "the question was lost: the caller would have to repeat it"
     assert heard_whole(QUESTION, upstream), asked(upstream)
     assert "hear" not in asked(upstream)  # the first question was not heard twice
@@ -78,13 +78,13 @@ async def test_deepgram_takes_over_again_once_it_answers(call, upstream, deepgra
     changes: list[tuple[str, bool]] = []
     voice.session.stt.on("stt_availability_changed", lambda ev: changes.append((ev.stt.provider.lower(), ev.available)))
     deepgram.script([DeepgramScript(drop_after_speech=0.5), DeepgramScript(status=503)])
-    dropped = await voice.say(await speech(QUESTION), wait=10.0)
+    dropped = await voice.say(await speech(QUESTION))
     assert dropped.answer == ANSWER and changes == [("deepgram", False)]
     deepgram.script(DeepgramScript())  # Deepgram is back
-    recovering = await voice.say(await speech(QUESTION), wait=10.0)  # its probe hears this one
+    recovering = await voice.say(await speech(QUESTION))  # its probe hears this one
     assert recovering.answer == ANSWER and changes == [("deepgram", False), ("deepgram", True)]
     served_before = sum(len(c.utterances) for c in deepgram.connections)
-    later = await voice.say(await speech("Hello, can you hear me?"), wait=10.0)
+    later = await voice.say(await speech("Hello, can you hear me?"))
     assert later.answer == ANSWER and "hear me" in asked(upstream)
     assert voice.session.stt._active_instance.provider.lower() == "deepgram"  # it served the later turn
     assert sum(len(c.utterances) for c in deepgram.connections) == served_before + 1
