@@ -18,11 +18,11 @@ import time
 from typing import Any
 
 from openrouter_voice.agent.worker import load_turn_detection
+from openrouter_voice.call.audio import Audio
+from openrouter_voice.call.driver import Turn, VoiceCall
 from openrouter_voice.speech.local_stt import LocalSTT
 from openrouter_voice.speech.local_tts import LocalTTS
 from openrouter_voice.testing import ScriptedCartesia, ScriptedDeepgram, ScriptedUpstream
-from openrouter_voice.testing.voice import Audio
-from openrouter_voice.testing.voice_call import Turn, VoiceCall
 
 from . import report
 from .cells import CELLS, Services, mix

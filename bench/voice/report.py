@@ -9,7 +9,7 @@ import statistics
 from importlib import metadata
 from pathlib import Path
 
-from openrouter_voice.testing.voice_call import Turn
+from openrouter_voice.call.driver import Turn
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- voice-benchmark:begin -->", "<!-- voice-benchmark:end -->"

@@ -12,6 +12,8 @@ from livekit.agents import AgentSession
 from openrouter_voice.agent import Assistant, OpenRouterLLM
 from openrouter_voice.agent.tools.weather import WeatherClient
 from openrouter_voice.agent.worker import build_session, load_turn_detection
+from openrouter_voice.call.audio import Audio
+from openrouter_voice.call.driver import VoiceCall
 from openrouter_voice.config import Settings
 from openrouter_voice.router import FallbackRouter
 from openrouter_voice.speech.local_stt import LocalSTT
@@ -19,8 +21,6 @@ from openrouter_voice.speech.local_tts import LocalTTS
 from openrouter_voice.testing import ScriptedUpstream
 from openrouter_voice.testing.cartesia import ScriptedCartesia
 from openrouter_voice.testing.deepgram import ScriptedDeepgram
-from openrouter_voice.testing.voice import Audio
-from openrouter_voice.testing.voice_call import VoiceCall
 from tests.agent.conftest import FakeOpenMeteo, make_agent, open_meteo  # noqa: F401  (fixtures)
 from tests.conftest import TEST_KEY
 

@@ -12,11 +12,11 @@ from livekit import rtc
 from livekit.agents import AgentSession, APIConnectionError, stt
 from rich.console import Console
 
+from openrouter_voice.call.audio import read_wav, write_wav
 from openrouter_voice.config import Settings
 from openrouter_voice.speech.watchdog import WatchedSTT
 from openrouter_voice.testing import Script
 from openrouter_voice.testing.cartesia import CartesiaScript
-from openrouter_voice.testing.voice import read_wav, write_wav
 from tests.conftest import TEST_KEY
 from tests.timing import until
 from tests.voice.conftest import local_stt, local_tts, speech
@@ -73,6 +73,48 @@ async def test_the_watchdog_gives_up_on_a_deaf_stt_after_speech_not_after_silenc
     await stream.aclose()
 
 
+def _sound(seconds: float, *, loud: bool) -> list[rtc.AudioFrame]:
+    """20 ms frames of a 440 Hz tone (loud) or of silence."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    samples = (3000 * np.sin(2 * np.pi * 440 * t) if loud else 0 * t).astype(np.int16)
+    return [rtc.AudioFrame(samples[i:i + 320].tobytes(), 16000, 1, 320) for i in range(0, len(samples), 320)]
+
+
+async def test_the_watchdog_judges_each_question_on_its_own():
+    """A click left unanswered is forgotten once over (it does not cut the next question short), and a
+    question too short to reach ``stall_after`` still fails the STT once it ends unanswered."""
+    watched = WatchedSTT(_Deaf(), stall_after=2.0, answer_within=1.2, min_speech=0.5)
+    stream = watched.stream()
+    for frame in [*_sound(0.3, loud=True), *_sound(1.5, loud=False), *_sound(1.9, loud=True),
+                  *_sound(1.5, loud=False)]:
+        stream.push_frame(frame)
+    stream.end_input()
+    # carried over, the click would have made it 2.2 s of speech, failing mid-question
+    with pytest.raises(APIConnectionError, match=r"no transcript 1\.2 s after 1\.9 s of speech"):
+        async for _ in stream:
+            pass
+    await stream.aclose()
+
+
+def test_the_utterance_audio_holds_what_no_stt_has_finalised():
+    from openrouter_voice.speech.replay import UtteranceAudio
+
+    audio = UtteranceAudio(pre_roll=0.1, limit=1.0)
+    for frame in _sound(0.2, loud=False):
+        audio.push(frame)
+    assert not audio.speaking and audio.seconds == pytest.approx(0.1)  # only the pre-roll before speech
+    for frame in _sound(0.6, loud=True):
+        audio.push(frame)
+    assert audio.speaking and audio.start == pytest.approx(0.1) and audio.seconds == pytest.approx(0.7)
+    audio.heard_until(0.5)  # a streaming STT finalised the speech up to 0.5 s
+    assert audio.speaking and audio.start == pytest.approx(0.5)
+    for frame in _sound(1.2, loud=True):  # a caller who talks on and on: bounded
+        audio.push(frame)
+    assert audio.seconds == pytest.approx(1.0)
+    audio.heard_until(None)
+    assert not audio.speaking and audio.seconds == 0.0
+
+
 def test_a_wav_that_is_not_pcm_is_refused_with_the_fix(tmp_path):
     bad = tmp_path / "q.wav"
     bad.write_bytes(b"RIFF....not a wav")
@@ -108,11 +150,56 @@ async def test_talk_answers_a_recorded_question_aloud(upstream, tmp_path, monkey
     assert read_wav(reply).loud_seconds() > 0.5
 
 
+async def test_talk_says_when_nothing_can_be_heard_and_stops_when_the_session_closes(upstream, tmp_path, monkeypatch):
+    """Issue 20, items 6 and 7d: every speech recogniser failing (here the only one, after the first
+    question) is reported on its turn at once, with no model printed for it, and when LiveKit closes
+    the session (the 4th failure in a row) talk says so and exits non-zero instead of waiting."""
+    import time
+
+    from openrouter_voice.cli.talk import run_talk
+    from openrouter_voice.speech.local_stt import LocalSTT
+
+    monkeypatch.chdir(tmp_path)
+    decode, decoded = LocalSTT._decode, []
+
+    def breaks_after_one(self: LocalSTT, pcm: bytes) -> str:  # the first question, then never again
+        if decoded:
+            raise RuntimeError("the recogniser's model is corrupt")
+        if any(pcm):  # not the prewarming's silence
+            decoded.append(pcm)
+        return decode(self, pcm)
+
+    monkeypatch.setattr(LocalSTT, "_decode", breaks_after_one)
+    question = await speech("Can you hear me now?")
+    files = [tmp_path / f"q{k}.wav" for k in range(7)]
+    for path in files:
+        write_wav(path, question)
+    upstream.script("openai/gpt-4o-mini", Script(text="Loud and clear."))
+    settings = Settings(openrouter_api_key=TEST_KEY, openrouter_base_url=upstream.base_url,
+                        openrouter_default_model="openai/gpt-4o-mini", openrouter_fallback_models=[], local_fallback=False,
+                        _env_file=None)  # type: ignore[call-arg]
+    console = Console(record=True, width=300)
+    started = time.monotonic()
+    code = await run_talk(settings, files, out=None, console=console)
+    elapsed = time.monotonic() - started
+    text = console.export_text()
+    turns = text.split("> ")[1:]
+    assert "answer: Loud and clear." in turns[0] and "model openai/gpt-4o-mini" in turns[0]
+    deaf = turns[1:-1]  # after the first question, before the close
+    assert len(deaf) >= 3 and all("speech recognition failed on every engine" in t for t in deaf), text
+    assert all("heard: (nothing)" in t and "model none" in t for t in deaf), text  # not the first turn's model
+    assert code == 3 and "The call ended" in turns[-1], text
+    assert len(turns) < len(files)  # it stopped at the close instead of playing the rest
+    # no turn waited for an answer that could not come (say() waits up to 30 s for one)
+    assert elapsed < len(turns) * (question.seconds + 30) / 3, (elapsed, text)
+    assert len(upstream.requests) == 1
+
+
 async def test_a_tts_refusing_every_request_never_closes_the_session(upstream, cartesia, make_agent):
     """The JS SDK closed the session while its TTS provider answered 401 (livekit/agents-js#2399):
     here more turns than LiveKit's max_unrecoverable_errors (3) all get spoken answers."""
+    from openrouter_voice.call.driver import VoiceCall
     from openrouter_voice.speech.chains import TTS_CONN_OPTIONS, build_tts
-    from openrouter_voice.testing.voice_call import VoiceCall
 
     cartesia.script(CartesiaScript(status=401))
     kit = make_agent(["a/model"])

@@ -8,9 +8,10 @@ including non-retryable ones, mark the child unavailable, try the next one and p
 in the background; a child's ``error`` event is not forwarded to the session. The session closes
 only when *every* child fails on more than ``max_unrecoverable_errors`` (3) turns in a row: with the
 local engine last, that needs the local engine to fail too. The tests hold both to this.
-Two gaps remain and are handled here: a Deepgram socket that is accepted and never answers
-(:class:`~.watchdog.WatchedSTT`), and long default timeouts (10 s per attempt, retries 5 s apart),
-which are cut to voice scale below.
+Three gaps remain and are handled here: a Deepgram socket that is accepted and never answers
+(:class:`~.watchdog.WatchedSTT`), long default timeouts (10 s per attempt, retries 5 s apart), which
+are cut to voice scale below, and an STT failover that loses the question being spoken and never
+returns to Deepgram (:class:`~.replay.ReplayingFallbackAdapter`).
 
 >>> stt = build_stt(load_settings(), vad=silero.VAD.load())   # doctest: +SKIP
 >>> tts = build_tts(load_settings())                          # doctest: +SKIP
@@ -25,12 +26,14 @@ from livekit.agents import APIConnectOptions, stt, tts, vad
 from ..config import Settings
 from .local_stt import LocalSTT
 from .local_tts import LocalTTS
+from .replay import ReplayingFallbackAdapter
 from .watchdog import WatchedSTT
 
 STT_CONNECT_TIMEOUT = 3.0  # seconds for Deepgram's handshake before the local STT takes over
 # seconds of speech with no word back from Deepgram before it is given up (it sends SpeechStarted at
 # once and interim results about every second of speech)
 STT_STALL_AFTER = 2.0
+STT_ANSWER_WITHIN = 1.2  # seconds after a question with no word back from Deepgram before it is given up
 TTS_TIMEOUT = 3.0  # seconds Cartesia may stay silent (handshake, or between messages) before the local voice speaks
 # The session's connection options for speech: one attempt per provider inside the adapters (they
 # move to the next provider rather than retry), and a voice-scale timeout.
@@ -39,7 +42,8 @@ STT_CONN_OPTIONS = APIConnectOptions(max_retry=1, timeout=STT_CONNECT_TIMEOUT, r
 
 
 def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT[Any] | None = None) -> stt.STT[Any]:
-    """Deepgram (watched) then ``local`` (PocketSphinx by default), or ``local`` alone without a key.
+    """Deepgram (watched) then ``local`` (PocketSphinx by default), or ``local`` alone without a key;
+    a failover replays the utterance in flight to the next STT.
 
     The local STT is not streaming: LiveKit's adapters cut its audio into utterances with ``vad``.
     """
@@ -50,8 +54,9 @@ def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT[Any] | None = 
 
     primary = deepgram.STT(model="nova-3", api_key=settings.deepgram_api_key.get_secret_value(),
                            base_url=f"{settings.deepgram_base_url}/v1/listen")
-    return stt.FallbackAdapter([WatchedSTT(primary, stall_after=STT_STALL_AFTER), local], vad=vad,
-                               attempt_timeout=STT_CONNECT_TIMEOUT, max_retry_per_stt=0, retry_interval=0.1)
+    return ReplayingFallbackAdapter([WatchedSTT(primary, stall_after=STT_STALL_AFTER, answer_within=STT_ANSWER_WITHIN),
+                                     local], vad=vad, attempt_timeout=STT_CONNECT_TIMEOUT, max_retry_per_stt=0,
+                                    retry_interval=0.1)
 
 
 def build_tts(settings: Settings, *, local: tts.TTS[Any] | None = None) -> tts.TTS[Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from livekit import rtc
-from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents import APIConnectionError, APIConnectOptions, stt, utils
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer
 
@@ -59,7 +59,13 @@ class LocalSTT(stt.STT[Any]):
 
     async def _recognize_impl(self, buffer: AudioBuffer, *, language: NotGivenOr[str] = NOT_GIVEN,
                               conn_options: APIConnectOptions) -> stt.SpeechEvent:
-        text = await asyncio.to_thread(self._decode, to_pcm16k(buffer))
+        try:
+            text = await asyncio.to_thread(self._decode, to_pcm16k(buffer))
+        except Exception as exc:
+            # as a provider's failure: LiveKit then counts it, restarts recognition and closes the
+            # session after 4 in a row; any other exception stops recognition for good, leaving the
+            # session open and deaf
+            raise APIConnectionError(f"the local STT (PocketSphinx) failed: {exc}", retryable=False) from exc
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=utils.shortuuid(),
             alternatives=[stt.SpeechData(language="en-US", text=text, confidence=1.0 if text else 0.0)],  # type: ignore[arg-type]

@@ -3,8 +3,12 @@
 A Deepgram socket that is accepted and then never answers raises nothing: the plugin waits on it
 (its heartbeat notices a dead TCP peer after 30 s, a live but silent one never), and LiveKit's
 ``stt.FallbackAdapter`` only moves on when a stream raises. No library watches for "speech went
-in, no word came out", so this wrapper does: after ``stall_after`` seconds of loud audio with no
-event from the service it raises ``APIConnectionError`` and the adapter switches to the next STT.
+in, no word came out", so this wrapper does: it raises ``APIConnectionError``, and the adapter
+switches to the next STT, when ``stall_after`` seconds of loud audio got no event from the service, or
+when a question of at least ``min_speech`` seconds ended ``answer_within`` seconds ago without one
+(a short question would otherwise never reach ``stall_after``). Each question is judged on its own:
+what a click or a breath left unanswered is forgotten once it is over, so it never cuts the next
+question short.
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ def is_loud(frame: rtc.AudioFrame, threshold: float = SPEECH_RMS) -> bool:
 
 
 class WatchedSTT(stt.STT[Any]):
-    """``inner`` (a streaming STT), failing after ``stall_after`` s of speech without any reply.
+    """``inner`` (a streaming STT), failing after ``stall_after`` s of speech without any reply, or
+    ``answer_within`` s after a question of ``min_speech`` s or more that got none.
 
     >>> primary = WatchedSTT(deepgram.STT(api_key=key), stall_after=2.0)  # doctest: +SKIP
     """
 
-    def __init__(self, inner: stt.STT[Any], *, stall_after: float = 2.0) -> None:
+    def __init__(self, inner: stt.STT[Any], *, stall_after: float = 2.0, answer_within: float = 1.2,
+                 min_speech: float = 0.5) -> None:
         super().__init__(capabilities=inner.capabilities)
         self.inner = inner
-        self.stall_after = stall_after
+        self.stall_after, self.answer_within, self.min_speech = stall_after, answer_within, min_speech
         self._label = inner.label
         inner.on("metrics_collected", lambda *a: self.emit("metrics_collected", *a))
 
@@ -68,19 +74,37 @@ class _WatchedStream(stt.RecognizeStream):
         self._owner = owner
         self._language = language
         self._unanswered = 0.0  # seconds of speech sent since the service last said anything
+        self._quiet = 0.0  # seconds of quiet since that speech
+        self._failure = ""
+
+    def _heard(self, frame: rtc.AudioFrame) -> bool:
+        """Count ``frame``; whether the service has now failed to answer."""
+        owner = self._owner
+        if is_loud(frame):
+            self._unanswered += frame.duration
+            self._quiet = 0.0
+            if self._unanswered >= owner.stall_after:
+                self._failure = f"no transcript after {owner.stall_after:.1f} s of speech"
+        elif self._unanswered:
+            self._quiet += frame.duration
+            if self._quiet >= owner.answer_within:
+                if self._unanswered >= owner.min_speech:
+                    self._failure = (f"no transcript {owner.answer_within:.1f} s after "
+                                     f"{self._unanswered:.1f} s of speech")
+                self._unanswered = self._quiet = 0.0  # the question is over: the next one starts afresh
+        return bool(self._failure)
 
     async def _run(self) -> None:
         inner = self._owner.inner.stream(language=self._language, conn_options=self._conn_options)
+        inner.start_time_offset = self.start_time_offset  # the caller reads timestamps on its own timeline
         stalled = asyncio.Event()
 
         async def forward() -> None:
             async for data in self._input_ch:
                 if isinstance(data, rtc.AudioFrame):
                     inner.push_frame(data)
-                    if is_loud(data):
-                        self._unanswered += data.duration
-                        if self._unanswered >= self._owner.stall_after:
-                            stalled.set()
+                    if self._heard(data):
+                        stalled.set()
                 else:
                     inner.flush()
             inner.end_input()
@@ -88,7 +112,7 @@ class _WatchedStream(stt.RecognizeStream):
         async def relay() -> None:
             async for event in inner:
                 if event.type != stt.SpeechEventType.RECOGNITION_USAGE:  # usage is counted locally: not a reply
-                    self._unanswered = 0.0
+                    self._unanswered = self._quiet = 0.0
                 self._event_ch.send_nowait(event)
 
         async with inner:
@@ -97,8 +121,7 @@ class _WatchedStream(stt.RecognizeStream):
             try:
                 await asyncio.wait([tasks[1], watch], return_when=asyncio.FIRST_COMPLETED)
                 if watch.done():
-                    raise APIConnectionError(f"{self._owner.inner.label}: no transcript after "
-                                             f"{self._owner.stall_after:.1f} s of speech", retryable=False)
+                    raise APIConnectionError(f"{self._owner.inner.label}: {self._failure}", retryable=False)
                 tasks[1].result()  # the inner stream's own error, if it ended with one
             finally:
                 for task in [*tasks, watch]:

@@ -34,7 +34,8 @@ INTERIM_EVERY = 0.5  # seconds of speech between interim results
 class DeepgramScript(Fault):
     """One connection's behaviour. Besides the handshake faults: ``silent`` (accept the socket, take
     the audio, never answer), ``drop_after_speech`` (abort the socket after that many seconds of
-    speech), ``first_result_delay`` (seconds before the connection's first result)."""
+    speech, counted from when the script applies), ``first_result_delay`` (seconds before the
+    connection's first result)."""
 
     silent: bool = False
     drop_after_speech: float | None = None
@@ -110,7 +111,9 @@ class _Session:
         self.answered = False
 
     def _live(self) -> DeepgramScript:
-        self.script, self.generation = self.server._current(self.script, self.generation)
+        script, self.generation = self.server._current(self.script, self.generation)
+        if script is not self.script:  # a new script counts its speech from now (a drop mid-call is mid-utterance)
+            self.script, self.spoken = script, 0.0
         return self.script
 
     async def run(self) -> None:

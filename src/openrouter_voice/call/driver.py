@@ -1,5 +1,8 @@
-"""A call: an ``AgentSession`` wired to a :class:`~.voice.CallerInput` and a :class:`~.voice.Speaker`,
-turn by turn, with what LiveKit measured for each turn."""
+"""A call: an ``AgentSession`` wired to a :class:`~.audio.CallerInput` and a :class:`~.audio.Speaker`,
+turn by turn, with what LiveKit measured for each turn. A turn never waits for an answer that cannot
+come: it ends when every speech recogniser failed on it (:attr:`Turn.failure`), and :meth:`VoiceCall.say`
+raises :class:`CallClosed` when the session has closed (LiveKit closes it after a stage fails on
+every engine 4 times in a row)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from livekit.agents import Agent, AgentSession
 from livekit.agents.metrics import EOUMetrics, LLMMetrics, STTMetrics, TTSMetrics
 from livekit.agents.utils import http_context
 
-from .voice import Audio, CallerInput, Speaker
+from .audio import Audio, CallerInput, Speaker
 
 
 @dataclass
@@ -27,6 +30,7 @@ class Turn:
     first_audio: float | None
     interrupted: bool
     metrics: list[Any] = field(default_factory=list)
+    failure: str | None = None  # why nothing could be answered (every speech recogniser failed), if so
 
     @property
     def ttfa(self) -> float | None:
@@ -49,6 +53,26 @@ class Turn:
         return out
 
 
+class CallClosed(RuntimeError):
+    """The session closed mid-call, so no turn can be answered any more; the message says why."""
+
+
+STAGES = {"stt_error": "speech recognition", "tts_error": "speech synthesis", "llm_error": "the language model"}
+
+
+def failure_text(error: Any) -> str:
+    """An ``STTError`` / ``TTSError`` / ``LLMError`` as one line for the caller.
+
+    >>> from livekit.agents import APIConnectionError, stt
+    >>> failure_text(stt.STTError(timestamp=0, label="FallbackAdapter", recoverable=False,
+    ...                           error=APIConnectionError("all STTs failed (deepgram, local)")))
+    'speech recognition failed on every engine: all STTs failed (deepgram, local)'
+    """
+    stage = STAGES.get(getattr(error, "type", ""), "a speech stage")
+    cause = getattr(error, "error", error)
+    return f"{stage} failed on every engine: {getattr(cause, 'message', None) or cause}"
+
+
 class VoiceCall:
     """Drive ``session`` (built with STT, TTS, VAD and LLM) by voice, with ``agent`` answering."""
 
@@ -59,14 +83,36 @@ class VoiceCall:
         self.answers: list[tuple[str, bool]] = []
         self.metrics: list[Any] = []
         self.closed: list[Any] = []
-        self._answered = asyncio.Event()
+        self.stt_failures: list[tuple[float, str]] = []  # (monotonic time, what failed) per unrecoverable STT error
+        self._answered = asyncio.Event()  # an answer, a failure or the session's close: say() looks again
         self._measured = asyncio.Event()
+        self._closing = asyncio.Event()
         self._http: Any = None
         self._http_session: Any = None
         session.on("user_input_transcribed", self._on_transcript)
         session.on("conversation_item_added", self._on_item)
         session.on("metrics_collected", self._on_metrics)
-        session.on("close", lambda ev: self.closed.append(ev))
+        session.on("close", self._on_close)
+        session.on("error", self._on_error)
+
+    def _on_close(self, ev: Any) -> None:
+        self.closed.append(ev)
+        self._closing.set()
+        self._answered.set()
+
+    def _on_error(self, ev: Any) -> None:
+        error = ev.error
+        if getattr(error, "type", "") == "stt_error" and not getattr(error, "recoverable", True):
+            self.stt_failures.append((time.monotonic(), failure_text(error)))
+            self._answered.set()
+
+    def close_reason(self) -> str | None:
+        """Why the session closed (None while it is open)."""
+        if not self.closed:
+            return None
+        ev = self.closed[0]
+        reason = getattr(getattr(ev, "reason", None), "value", None) or str(getattr(ev, "reason", "closed"))
+        return failure_text(ev.error) if getattr(ev, "error", None) is not None else f"the session closed ({reason})"
 
     def _on_transcript(self, ev: Any) -> None:
         if ev.is_final and ev.transcript.strip():
@@ -115,13 +161,35 @@ class VoiceCall:
 
     async def say(self, audio: Audio, *, wait: float = 30.0, settle: float = 2.0) -> Turn:
         """Speak ``audio`` and wait for the agent's whole answer (at most ``wait`` s) and for LiveKit's
-        LLM and TTS metrics of the turn (at most ``settle`` s more); the turn as heard."""
+        LLM and TTS metrics of the turn (at most ``settle`` s more); the turn as heard.
+
+        The wait ends early when every speech recogniser failed on the turn with nothing heard (the
+        turn's ``failure`` says so); :class:`CallClosed` if the session closes (or had closed).
+        """
+        if (reason := self.close_reason()) is not None:
+            raise CallClosed(reason)
         started = time.monotonic()
         heard_before, answers_before, metrics_before = len(self.heard), len(self.answers), len(self.metrics)
         self._answered.clear()
-        speech_end = await self.mic.speak(audio)
+        speech = self.mic.speak(audio)
+        closing: asyncio.Future[Any] = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait([speech, closing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if not speech.done():  # the session closed while the caller spoke
+            speech.cancel()
+            raise CallClosed(self.close_reason() or "the session closed")
+        speech_end = speech.result()
         deadline = speech_end + wait
+        failure: str | None = None
         while len(self.answers) == answers_before and time.monotonic() < deadline:
+            if (reason := self.close_reason()) is not None:
+                raise CallClosed(reason)
+            failed = [what for at, what in self.stt_failures if at >= started]
+            if failed and len(self.heard) == heard_before:  # the question cannot be heard any more
+                failure = failed[-1]
+                break
             self._answered.clear()
             try:
                 await asyncio.wait_for(self._answered.wait(), max(0.01, deadline - time.monotonic()))
@@ -132,4 +200,4 @@ class VoiceCall:
         return Turn(heard=" ".join(self.heard[heard_before:]), answer=" ".join(a for a, _ in answers),
                     audio=self.speaker.audio_since(started), speech_end=speech_end,
                     first_audio=self.speaker.first_sound_after(speech_end),
-                    interrupted=any(i for _, i in answers), metrics=self.metrics[metrics_before:])
+                    interrupted=any(i for _, i in answers), metrics=self.metrics[metrics_before:], failure=failure)

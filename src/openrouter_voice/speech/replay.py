@@ -1,0 +1,261 @@
+"""The question in flight survives an STT failover, and a recovered STT takes over again.
+
+LiveKit's ``stt.FallbackAdapter`` moves to the next STT when one fails, but the next one hears only
+from the moment of the switch: what the caller was saying is lost (a hung handshake loses its first
+3 s, a silent socket 2 s of speech), and nobody replays it (LiveKit's adapters, Pipecat). Its stream
+also stays on the fallback for the rest of the call: its one recovery probe marks the failed STT
+available again, and nothing switches back. :class:`ReplayingFallbackAdapter` is LiveKit's adapter
+with its own stream, which
+
+- keeps the audio of the utterance in flight (:class:`UtteranceAudio`: from its first loud frame,
+  with a short pre-roll, minus what the serving STT has finalised) and feeds it to the next STT
+  first, whatever made the previous one fail (refused, hung handshake, silent socket, dropped socket);
+- probes each failed STT again at the start of every utterance (with that utterance's audio, so a
+  probe that answers proves it hears), and once one answers, goes back to it between utterances.
+
+>>> stt = ReplayingFallbackAdapter([WatchedSTT(deepgram.STT()), LocalSTT()], vad=vad)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterable
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectionError, APIConnectOptions, stt
+from livekit.agents.stt.fallback_adapter import AvailabilityChangedEvent
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import aio
+
+from .watchdog import is_loud
+
+logger = logging.getLogger(__name__)
+
+PRE_ROLL = 0.4  # seconds kept before an utterance's first loud frame (a soft first syllable)
+LIMIT = 30.0  # seconds of one utterance kept at most (a caller talking on and on, or steady noise)
+# LiveKit's adapters do not retry inside a provider: they move on (and so does this one)
+FALLBACK_CONN_OPTIONS = APIConnectOptions(max_retry=0, timeout=DEFAULT_API_CONNECT_OPTIONS.timeout)
+
+
+class UtteranceAudio:
+    """The audio of the utterance in flight: from ``pre_roll`` s before its first loud frame, at most
+    ``limit`` s, less what an STT has finalised. Positions are seconds of audio pushed so far.
+
+    >>> silence = rtc.AudioFrame(bytes(640), 16000, 1, 320)             # 20 ms
+    >>> loud = rtc.AudioFrame(b"\\x00\\x10" * 320, 16000, 1, 320)
+    >>> audio = UtteranceAudio(pre_roll=0.04)
+    >>> [audio.push(silence) for _ in range(5)] + [audio.push(loud), audio.push(loud)]
+    [False, False, False, False, False, True, False]
+    >>> round(audio.seconds, 2), audio.speaking                         # 2 frames of pre-roll, 2 loud
+    (0.08, True)
+    >>> audio.heard_until(None); audio.seconds, audio.speaking          # an STT finalised all of it
+    (0.0, False)
+    """
+
+    def __init__(self, *, pre_roll: float = PRE_ROLL, limit: float = LIMIT) -> None:
+        self.pre_roll, self.limit = pre_roll, limit
+        self.position = 0.0
+        self._frames: deque[tuple[float, rtc.AudioFrame, bool]] = deque()  # (start position, frame, loud)
+        self._loud = 0  # loud frames held
+
+    @property
+    def speaking(self) -> bool:
+        """Whether it holds speech no STT has finalised."""
+        return self._loud > 0
+
+    @property
+    def start(self) -> float:
+        """The position of the first frame held."""
+        return self._frames[0][0] if self._frames else self.position
+
+    @property
+    def seconds(self) -> float:
+        return self.position - self.start
+
+    def frames(self) -> list[rtc.AudioFrame]:
+        return [frame for _, frame, _ in self._frames]
+
+    def push(self, frame: rtc.AudioFrame) -> bool:
+        """Keep ``frame``; whether it starts an utterance (the first loud frame held)."""
+        loud = is_loud(frame)
+        started = loud and not self._loud
+        self._frames.append((self.position, frame, loud))
+        self.position += frame.duration
+        self._loud += loud
+        keep = self.limit if self._loud else self.pre_roll
+        while self._frames and self.position - self._frames[0][0] > keep + 1e-9:
+            self._loud -= self._frames.popleft()[2]
+        return started
+
+    def heard_until(self, position: float | None) -> None:
+        """Forget the audio before ``position`` (None: all of it): an STT has finalised it."""
+        end = self.position if position is None else position
+        while self._frames and self._frames[0][0] + self._frames[0][1].duration <= end + 1e-9:
+            self._loud -= self._frames.popleft()[2]
+
+
+class ReplayingFallbackAdapter(stt.FallbackAdapter):
+    """LiveKit's ``stt.FallbackAdapter`` (same arguments) whose stream replays the utterance in flight
+    to the next STT on a failover and returns to a failed STT once it answers again."""
+
+    def stream(self, *, language: NotGivenOr[str] = NOT_GIVEN,
+               conn_options: APIConnectOptions = FALLBACK_CONN_OPTIONS) -> stt.RecognizeStream:
+        return ReplayingStream(self, language=language, conn_options=conn_options)
+
+
+class ReplayingStream(stt.RecognizeStream):
+    """One call's recognition across the adapter's STTs (see the module docstring)."""
+
+    def __init__(self, adapter: ReplayingFallbackAdapter, *, language: NotGivenOr[str],
+                 conn_options: APIConnectOptions) -> None:
+        super().__init__(stt=adapter, conn_options=conn_options, sample_rate=NOT_GIVEN)
+        self._adapter, self._language = adapter, language
+        self._audio = UtteranceAudio()  # kept across LiveKit's retries of the whole chain
+        self._main: stt.RecognizeStream | None = None
+        self._serving = 0  # index of the STT serving
+        self._probes: dict[int, stt.RecognizeStream] = {}
+        self._back = asyncio.Event()  # a better STT answers again and no speech is in flight
+        self._ended_at: float | None = None  # position of the serving STT's last end of speech
+        self._input_done = False
+
+    async def _metrics_monitor_task(self, event_aiter: AsyncIterable[stt.SpeechEvent]) -> None:
+        async for _ in event_aiter:  # each STT reports its own metrics (as LiveKit's adapter does)
+            pass
+
+    async def _run(self) -> None:
+        pump = asyncio.create_task(self._pump())
+        try:
+            await self._serve_chain()
+        finally:
+            tasks = [s.recovering_stream_task for i, s in enumerate(self._adapter._status) if i in self._probes]
+            await aio.cancel_and_wait(pump, *[t for t in tasks if t is not None])
+
+    async def _serve_chain(self) -> None:
+        engines, status = self._adapter._stt_instances, self._adapter._status
+        started, all_failed = time.time(), not any(s.available for s in status)
+        i = 0
+        while i < len(engines):
+            if not (status[i].available or all_failed):
+                i += 1
+                continue
+            try:
+                if not await self._serve(i):
+                    return  # the input ended: the call is over
+            except Exception as exc:  # any failure moves to the next STT, as in LiveKit
+                logger.warning("%s failed, switching to the next STT with %.1f s of the utterance in flight: %s",
+                               engines[i].label, self._audio.seconds if self._audio.speaking else 0.0, exc)
+                if status[i].available:
+                    status[i].available = False
+                    self._adapter.emit("stt_availability_changed", AvailabilityChangedEvent(stt=engines[i],
+                                                                                            available=False))
+                i += 1
+                continue
+            i = next((k for k, s in enumerate(status) if s.available), 0)  # back to the STT that answers again
+            logger.info("%s answers again: it serves the call from now on", engines[i].label)
+        raise APIConnectionError(f"all STTs failed ({[e.label for e in engines]}) after "
+                                 f"{time.time() - started:.1f} seconds")
+
+    async def _serve(self, i: int) -> bool:
+        """Serve the call with STT ``i`` until the input ends (False) or a better one is back (True)."""
+        engine, adapter = self._adapter._stt_instances[i], self._adapter
+        stream = engine.stream(language=self._language, conn_options=dataclasses.replace(
+            self._conn_options, max_retry=adapter._max_retry_per_stt, timeout=adapter._attempt_timeout,
+            retry_interval=adapter._retry_interval))
+        stream.start_time_offset = self.start_time_offset + (time.time() - self._start_time)
+        base = self._audio.start  # the position of the first frame this stream hears
+        self._serving, self._ended_at = i, None
+        self._back.clear()
+        self._feed(stream)
+        self._main = stream
+        async with stream:
+            relay = asyncio.create_task(self._relay(engine, stream, base))
+            back = asyncio.create_task(self._back.wait())
+            try:
+                await asyncio.wait([relay, back], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._main = None
+                await aio.cancel_and_wait(back)
+                if not relay.done():
+                    await aio.cancel_and_wait(relay)
+        if relay.done() and not relay.cancelled():
+            relay.result()  # the STT's failure, if it ended on one
+            return False
+        return True
+
+    def _feed(self, stream: stt.RecognizeStream) -> None:
+        """The utterance in flight, then (through the pump) what follows it."""
+        for frame in self._audio.frames():
+            stream.push_frame(frame)
+        if self._input_done:
+            stream.end_input()
+
+    async def _relay(self, engine: stt.STT[Any], stream: stt.RecognizeStream, base: float) -> None:
+        async for ev in stream:
+            self._adapter._active_instance = engine
+            if ev.type == stt.SpeechEventType.END_OF_SPEECH:
+                self._ended_at = self._audio.position
+            elif ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                # a streaming STT says up to where it heard; a VAD-cut one heard up to its end of speech
+                end = ev.alternatives[0].end_time if ev.alternatives else 0.0
+                self._audio.heard_until(base + end - stream.start_time_offset if end > 0 else self._ended_at)
+                self._maybe_back()
+            self._event_ch.send_nowait(ev)
+
+    def _maybe_back(self) -> None:
+        better = any(s.available for s in self._adapter._status[:self._serving])
+        if better and not self._audio.speaking:
+            self._back.set()
+
+    async def _pump(self) -> None:
+        async for data in self._input_ch:
+            if isinstance(data, rtc.AudioFrame) and self._audio.push(data):
+                self._probe()
+            for stream in [self._main, *self._probes.values()]:
+                if stream is None:
+                    continue
+                with contextlib.suppress(Exception):  # a stream that failed: its STT is being replaced
+                    if isinstance(data, rtc.AudioFrame):
+                        stream.push_frame(data)
+                    else:
+                        stream.flush()
+        self._input_done = True
+        for stream in [self._main, *self._probes.values()]:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.end_input()
+
+    def _probe(self) -> None:
+        """At an utterance's start: ask each failed STT better than the serving one to hear it."""
+        adapter = self._adapter
+        for i in range(self._serving):
+            status = adapter._status[i]
+            if status.available or i in self._probes:
+                continue
+            stream = adapter._stt_instances[i].stream(language=self._language, conn_options=dataclasses.replace(
+                self._conn_options, max_retry=0, timeout=adapter._attempt_timeout))
+            self._feed(stream)
+            self._probes[i] = stream
+            status.recovering_stream_task = asyncio.create_task(self._run_probe(i, stream))
+
+    async def _run_probe(self, i: int, stream: stt.RecognizeStream) -> None:
+        engine, status = self._adapter._stt_instances[i], self._adapter._status[i]
+        try:
+            async with stream:
+                async for ev in stream:
+                    if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT and ev.alternatives and ev.alternatives[0].text:
+                        status.available = True
+                        logger.info("%s recovered", engine.label)
+                        self._adapter.emit("stt_availability_changed",
+                                           AvailabilityChangedEvent(stt=engine, available=True))
+                        self._maybe_back()
+                        return
+        except Exception as exc:  # still failing: the next utterance probes again
+            logger.info("%s still failing: %s", engine.label, exc)
+        finally:
+            self._probes.pop(i, None)

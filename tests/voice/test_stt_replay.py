@@ -1,0 +1,90 @@
+"""The question in flight survives an STT failover (issue 20, item 1), and a Deepgram that answers
+again serves the call again (item 7a): on real audio, through the worker's pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rapidfuzz import fuzz
+
+from openrouter_voice.testing import Script
+from openrouter_voice.testing.deepgram import DeepgramScript
+from tests.voice.conftest import speech
+
+# heard word for word by the local STT, and its first words are lost when it hears from a switch on
+QUESTION = "What is the weather like in Tokyo today?"
+ANSWER = "Yes, I can hear you."
+
+FAULTS = [DeepgramScript(status=503), DeepgramScript(hang=True), DeepgramScript(silent=True),
+          DeepgramScript(drop_after_speech=0.5)]
+FAULT_IDS = ["refused", "handshake-hang", "silent-socket", "dropped-mid-utterance"]
+
+
+def asked(upstream: Any) -> str:
+    """What the model was asked last (the caller's transcribed words)."""
+    return str(upstream.requests[-1].messages[-1]["content"]).lower() if upstream.requests else ""
+
+
+def missed_words(question: str, heard: str) -> list[str]:
+    """The words of ``question`` not found, in order, in ``heard`` (a word close enough counts:
+    PocketSphinx sometimes mishears one)."""
+    said = [w.strip(",.?!").lower() for w in question.split()]
+    got = heard.lower().split()
+    missed, at = [], 0
+    for word in said:
+        match = next((k for k in range(at, len(got)) if fuzz.ratio(word, got[k]) >= 70), None)
+        if match is None:
+            missed.append(word)
+        else:
+            at = match + 1
+    return missed
+
+
+def heard_whole(question: str, upstream: Any) -> bool:
+    """The model was asked the whole question: at most one word of it misheard."""
+    return len(missed_words(question, asked(upstream))) <= 1
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
+async def test_the_first_question_of_the_call_is_answered_whatever_deepgram_does(call, upstream, deepgram, fault):
+    deepgram.script(fault)
+    upstream.script("a/model", Script(text=ANSWER))
+    voice = await call(["a/model"], deepgram=deepgram)
+    turn = await voice.say(await speech(QUESTION))
+    assert turn.answer == ANSWER, "the question was lost: the caller would have to repeat it"
+    assert heard_whole(QUESTION, upstream), asked(upstream)
+    assert turn.audio.loud_seconds() > 0.5 and not voice.closed
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
+async def test_a_later_question_is_answered_whatever_deepgram_does(call, upstream, deepgram, fault):
+    upstream.script("a/model", Script(text=ANSWER))
+    voice = await call(["a/model"], deepgram=deepgram)
+    first = await voice.say(await speech("Hello, can you hear me?"))
+    assert first.answer == ANSWER and deepgram.connections[0].utterances  # Deepgram served it
+    # broken now (the open socket too), and every new connection is refused
+    deepgram.script([fault, DeepgramScript(status=503)])
+    turn = await voice.say(await speech(QUESTION))
+    assert turn.answer == ANSWER, "the question was lost: the caller would have to repeat it"
+    assert heard_whole(QUESTION, upstream), asked(upstream)
+    assert "hear" not in asked(upstream)  # the first question was not heard twice
+    assert len(upstream.requests) == 2 and not voice.closed
+
+
+async def test_deepgram_takes_over_again_once_it_answers(call, upstream, deepgram):
+    upstream.script("a/model", Script(text=ANSWER))
+    voice = await call(["a/model"], deepgram=deepgram)
+    changes: list[tuple[str, bool]] = []
+    voice.session.stt.on("stt_availability_changed", lambda ev: changes.append((ev.stt.provider.lower(), ev.available)))
+    deepgram.script([DeepgramScript(drop_after_speech=0.5), DeepgramScript(status=503)])
+    dropped = await voice.say(await speech(QUESTION))
+    assert dropped.answer == ANSWER and changes == [("deepgram", False)]
+    deepgram.script(DeepgramScript())  # Deepgram is back
+    recovering = await voice.say(await speech(QUESTION))  # its probe hears this one
+    assert recovering.answer == ANSWER and changes == [("deepgram", False), ("deepgram", True)]
+    served_before = sum(len(c.utterances) for c in deepgram.connections)
+    later = await voice.say(await speech("Hello, can you hear me?"))
+    assert later.answer == ANSWER and "hear me" in asked(upstream)
+    assert voice.session.stt._active_instance.provider.lower() == "deepgram"  # it served the later turn
+    assert sum(len(c.utterances) for c in deepgram.connections) == served_before + 1
