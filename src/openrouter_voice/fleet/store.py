@@ -42,8 +42,9 @@ logger = logging.getLogger("openrouter_voice.fleet")
 POLL_INTERVAL = 0.25
 """Seconds between backstop reads (and reconnection attempts while Redis is away)."""
 SOCKET_TIMEOUT = 0.5
-CLAIM_TTL = 3.0
-"""Seconds a claimed but unused half-open trial stays reserved for this process."""
+CLAIM_TTL = 5.0
+"""Seconds a claimed but unused half-open trial stays locked in Redis; this process uses it for half
+that time only, so its trial reaches Redis (which extends the lock) well before anyone else may claim."""
 TRIAL_TTL = 15.0
 """Seconds a running trial keeps its lock: a crashed holder blocks the model no longer than this."""
 REPLAY_LIMIT = 512
@@ -272,7 +273,7 @@ class RedisHealthStore:
                 won = await self._scripts["CLAIM"](keys=keys, args=[self._token, repr(now), str(int(CLAIM_TTL * 1000))],
                                                    client=client)
                 if won == 1 and self.tracker is not None:
-                    self.tracker.grant_trial(model, now + CLAIM_TTL * 0.9)  # give it back a little early
+                    self.tracker.grant_trial(model, now + CLAIM_TTL / 2)
                     if self._changed is not None:
                         self._changed.set()
             finally:
