@@ -103,6 +103,34 @@ def hot_path(url: str, rounds: int = 2000) -> tuple[float, float]:
     return asyncio.run(measure(False)), asyncio.run(measure(True))
 
 
+async def restart(server: RedisServer, rounds: int = 5) -> list[float]:
+    """Seconds from a restarted (emptied) Redis accepting connections to holding the open circuit again."""
+    import redis.asyncio as aioredis
+
+    store = RedisHealthStore(server.url, prefix=PREFIX + "-restart")
+    tracker = HealthTracker()
+    store.attach(tracker)
+    assert await store.wait_synced(30.0)
+    tracker.record_failure("m", reason="bench", retry_after=600)
+    assert await store.flush(10.0)
+    back = []
+    for _ in range(rounds):
+        server.kill()
+        assert await store.wait_for(lambda: not store.online, 10.0)
+        server.start()
+        started = time.perf_counter()
+        client = aioredis.Redis.from_url(server.url)
+        try:
+            # A benchmark's 5 ms probe of what a new process would read (the store itself is not asked).
+            while not await client.hexists(store.key("m", "m"), "failures"):  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        finally:
+            await client.aclose()
+        back.append(time.perf_counter() - started)
+    await store.aclose()
+    return back
+
+
 async def turns(server: RedisServer, upstream: ScriptedUpstream, count: int) -> tuple[list[float], list[float]]:
     settings = Settings(_env_file=None, openrouter_api_key="sk-or-v1-bench0123456789", local_fallback=False,  # type: ignore[call-arg]
                         openrouter_base_url=upstream.base_url, redis_url=server.url, redis_prefix=PREFIX + "-turns")
@@ -134,6 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     with RedisServer() as server:
         delays = asyncio.run(propagation(server.url, args.transitions))
+        back = asyncio.run(restart(server))
         bare, shared = hot_path(server.url)
         with ScriptedUpstream() as upstream:
             upstream.script("a/x", Script(text="Fine."))
@@ -141,6 +170,7 @@ def main() -> None:
     ms = [d * 1000 for d in delays]
     print(f"propagation across processes, {len(ms)} transitions: p50 {percentile(ms, 0.5):.2f} ms, "
           f"p99 {percentile(ms, 0.99):.2f} ms, max {max(ms):.2f} ms")
+    print(f"state back in a restarted Redis: {', '.join(f'{b * 1000:.0f}' for b in back)} ms")
     print(f"one failure + one success on the hot path: {bare:.1f} us alone, {shared:.1f} us with the Redis sink "
           f"(+{shared - bare:.1f} us; the Redis work runs off the turn's path)")
     print(f"turn latency with Redis up: p50 {statistics.median(up) * 1000:.2f} ms; with Redis killed: "

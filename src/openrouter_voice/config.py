@@ -314,6 +314,8 @@ class Settings(BaseSettings):
     def shared_health(self) -> HealthTracker | None:
         """The model health every router built from these settings in this process shares with the
         fleet (Redis when OPENROUTER_VOICE_REDIS_URL is set), or None: each router keeps its own."""
+        if self.redis_url is None:
+            return None  # without Redis, redis-py is not even imported
         from .fleet import health_for
 
         return health_for(self)

@@ -58,3 +58,22 @@ async def test_every_router_from_settings_shares_one_tracker_and_the_password_st
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "unreachable" in text and "redis://:***@127.0.0.1" in text
     assert "topsecret" not in text
+
+
+def test_the_router_never_imports_redis():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_app import runtime_imports
+
+    code = ("import sys, openrouter_voice.router, openrouter_voice.router.health, openrouter_voice.router.sharing; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis' or m.startswith('openrouter_voice.fleet')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
+    import ast
+
+    router = Path(__file__).resolve().parents[2] / "src" / "openrouter_voice" / "router"
+    for path in router.glob("*.py"):
+        for module in runtime_imports(ast.parse(path.read_text())):
+            assert not module.startswith("redis") and "fleet" not in module.split("."), (path.name, module)

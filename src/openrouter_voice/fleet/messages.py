@@ -71,3 +71,17 @@ def _number(data: Mapping[str, Any], field: str) -> float:
     if not math.isfinite(number) or number < 0 or number > 1e12:
         raise MessageError(f"{field}: {value!r} is out of range")
     return number
+
+
+def parse_fields(fields: Any) -> SharedState:
+    """A model's hash as read from Redis (bytes or text) -> :class:`SharedState`; :class:`MessageError`
+    for anything that is not numbers where numbers belong.
+
+    >>> parse_fields({b"failures": b"1", b"open_until": b"1700000030.5", b"version": b"3"}).open_until
+    1700000030.5
+    """
+    if not isinstance(fields, dict):
+        raise MessageError("not a hash")
+    decoded = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)):
+               (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in fields.items()}
+    return state_from_mapping(decoded)

@@ -12,6 +12,8 @@ and a short failure reason.
 
 from __future__ import annotations
 
+from ..router.sharing import SharedState
+
 # Shared helpers, prepended to every script.
 _PRELUDE = r"""
 local healed = 0
@@ -143,3 +145,9 @@ redis.call('HSET', KEYS[1], 'failures', ARGV[3], 'open_until', ARGV[4], 'failed_
   'told_until', ARGV[7], 'total_failures', ARGV[8], 'tool_less', ARGV[9])
 return publish(KEYS[1], ARGV[1], ARGV[2])
 """
+
+
+def merge_args(model: str, channel: str, view: SharedState) -> list[str]:
+    """:data:`MERGE`'s arguments for re-seeding ``model`` from a process's local ``view``."""
+    return [model, channel, str(view.failures), repr(view.open_until), repr(view.failed_at), view.reason or "",
+            repr(view.told_until), str(view.total_failures), "1" if view.tool_less else "0"]

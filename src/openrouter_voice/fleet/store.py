@@ -5,13 +5,10 @@ The tracker's calls only queue work; a writer task runs one Lua script per trans
 (:mod:`.scripts`) and applies the fleet's answer to the local copy; a listener applies what other
 processes publish (a circuit opened anywhere is respected here within milliseconds); a poller reads
 everything every :data:`POLL_INTERVAL` seconds as the backstop for missed messages and to learn the
-fleet's latency samples. Fail open: when Redis is down, slow or answers garbage, turns go on with the
-local copy, one warning per outage; the store reconnects by itself, replays the verdicts taken
-meanwhile (or re-seeds a restarted Redis from the local copy) and resynchronises.
+fleet's latency samples. Fail open: turns go on with the local copy, one warning per outage; the store
+reconnects, replays the verdicts taken meanwhile (or re-seeds a Redis that lost them) and resynchronises.
 
->>> store = RedisHealthStore("redis://127.0.0.1:6379/0", prefix="openrouter-voice")  # doctest: +SKIP
->>> tracker = HealthTracker(); store.attach(tracker)  # doctest: +SKIP
->>> await store.wait_synced(1.0); await store.aclose()  # doctest: +SKIP
+>>> RedisHealthStore("redis://127.0.0.1:6379/0").attach(HealthTracker())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,11 +27,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from ..redact import redact
 from ..router.health import HealthTracker
 from ..router.latency import GAP_SAMPLES, TTFT_SAMPLES
 from ..router.sharing import SharedState
 from . import scripts
-from .messages import MessageError, parse_state
+from .messages import MessageError, parse_fields, parse_state
+from .reading import epoch, members, read_models
 from .urls import masked
 
 logger = logging.getLogger("openrouter_voice.fleet")
@@ -42,8 +41,9 @@ logger = logging.getLogger("openrouter_voice.fleet")
 POLL_INTERVAL = 0.25
 """Seconds between backstop reads (and reconnection attempts while Redis is away)."""
 SOCKET_TIMEOUT = 0.5
-CLAIM_TTL = 3.0
-"""Seconds a claimed but unused half-open trial stays reserved for this process."""
+CLAIM_TTL = 5.0
+"""Seconds a claimed but unused half-open trial stays locked in Redis; this process uses it for half
+that time only, so its trial reaches Redis (which extends the lock) well before anyone else may claim."""
 TRIAL_TTL = 15.0
 """Seconds a running trial keeps its lock: a crashed holder blocks the model no longer than this."""
 REPLAY_LIMIT = 512
@@ -122,9 +122,7 @@ class RedisHealthStore:
         return True
 
     async def wait_synced(self, limit: float) -> bool:
-        """Wait until the store listens to the fleet's channel and applied a full read from Redis (True),
-        or ``limit`` seconds (False). Routers never call this; a process that wants the fleet's state
-        before its first turn may."""
+        """Wait until the store listens to the channel and applied a full read (True), or ``limit`` seconds."""
         if not self._ensure_started() or self._synced is None or self._subscribed is None:
             return False
         with contextlib.suppress(TimeoutError):
@@ -134,8 +132,7 @@ class RedisHealthStore:
         return self._synced.is_set() and self._subscribed.is_set()
 
     async def wait_for(self, condition: Callable[[], bool], limit: float) -> bool:
-        """Wait until ``condition()`` holds, checked after each change the fleet makes to the local copy
-        (and each poll); False if ``limit`` seconds pass first. For tests, tools and benchmarks."""
+        """Wait until ``condition()`` holds, checked at each change to the local copy and each poll."""
         if not self._ensure_started() or self._changed is None:
             return condition()
         with contextlib.suppress(TimeoutError):
@@ -146,8 +143,7 @@ class RedisHealthStore:
         return condition()
 
     async def flush(self, limit: float) -> bool:
-        """Wait until everything queued before this call has been sent to Redis (True), or ``limit``
-        seconds (False); while Redis is away, queued verdicts wait for the replay and this returns False."""
+        """Wait until everything queued before this call has reached Redis (True), or ``limit`` seconds."""
         if self._flush_timer is not None:  # samples gathered so far go first
             self._flush_timer.cancel()
             self._flush_samples()
@@ -201,7 +197,7 @@ class RedisHealthStore:
     def failed(self, model: str, *, reason: str, retry_after: float | None, exclude: bool, at: float) -> None:
         tracker = self.tracker
         assert tracker is not None
-        args = [model, repr(at), _short(reason), "" if retry_after is None else repr(float(retry_after)),
+        args = [model, repr(at), redact(reason)[:200], "" if retry_after is None else repr(float(retry_after)),
                 "1" if exclude else "0", repr(tracker.base_cooldown), repr(tracker.max_cooldown),
                 repr(tracker.exclude_cooldown), self.channel]
         keys = [self.key("m", model), self.key("models"), self.key("trial", model), self.key("recent", model)]
@@ -267,12 +263,12 @@ class RedisHealthStore:
     def _claim(self, model: str) -> _Op:
         async def op(client: aioredis.Redis) -> None:
             try:
-                now = _wall()
+                now = time.time()
                 keys = [self.key("m", model), self.key("models"), self.key("trial", model)]
                 won = await self._scripts["CLAIM"](keys=keys, args=[self._token, repr(now), str(int(CLAIM_TTL * 1000))],
                                                    client=client)
                 if won == 1 and self.tracker is not None:
-                    self.tracker.grant_trial(model, now + CLAIM_TTL * 0.9)  # give it back a little early
+                    self.tracker.grant_trial(model, now + CLAIM_TTL / 2)
                     if self._changed is not None:
                         self._changed.set()
             finally:
@@ -389,26 +385,16 @@ class RedisHealthStore:
         client = self._client
         if client is None:
             return
-        run_id = await self._epoch(client)
+        run_id = await epoch(client, self.key("epoch"))
         if not self._online:
             await self._back_online(client, restarted=run_id != self._run_id)
         self._run_id = run_id
-        models = await _members(client, self.key("models"))
+        models = await members(client, self.key("models"))
         await self._read(client, models, latency=latency)
         if self._synced is not None:
             self._synced.set()
         if self._changed is not None:
             self._changed.set()
-
-    async def _epoch(self, client: aioredis.Redis) -> str:
-        """A random mark this Redis keeps while it keeps our data: a new one means it lost everything
-        (restarted without persistence, or flushed). Portable where INFO is restricted."""
-        key = self.key("epoch")
-        epoch = await client.get(key)
-        if epoch is None:
-            await client.set(key, uuid.uuid4().hex, nx=True)
-            epoch = await client.get(key)
-        return epoch.decode("ascii", "replace") if isinstance(epoch, bytes) else str(epoch)
 
     async def _back_online(self, client: aioredis.Redis, *, restarted: bool) -> None:
         """Reconnected: replay the verdicts taken meanwhile, or re-seed a Redis that lost them."""
@@ -423,26 +409,15 @@ class RedisHealthStore:
             for model in self.tracker.models():  # Redis lost everything: our copy re-seeds it
                 view = self.tracker.shared_view(model)
                 if view.failures or view.tool_less:
-                    args = [model, self.channel, str(view.failures), repr(view.open_until), repr(view.failed_at),
-                            view.reason or "", repr(view.told_until), str(view.total_failures),
-                            "1" if view.tool_less else "0"]
                     self._take(await self._scripts["MERGE"](keys=[self.key("m", model), self.key("models")],
-                                                            args=args, client=client), source="script")
+                                                            args=scripts.merge_args(model, self.channel, view),
+                                                            client=client), source="script")
         else:
             for op in replay:
                 self._take(await op(client), source="script")
 
     async def _read(self, client: aioredis.Redis, models: list[str], *, latency: bool) -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            for model in models:
-                pipe.hgetall(self.key("m", model))
-                if latency:
-                    pipe.lrange(self.key("ttft", model), 0, -1)
-                    pipe.lrange(self.key("gap", model), 0, -1)
-            replies = await pipe.execute(raise_on_error=False)
-        step = 3 if latency else 1
-        for i, model in enumerate(models):
-            fields = replies[i * step]
+        for model, fields, ttft, gap in await read_models(client, self.key, models, latency=latency):
             if isinstance(fields, Exception):
                 self._warn_once("healed", "fleet health: %s under %r is not a hash (%s); it is replaced at the "
                                 "next verdict", model, self.prefix, fields)
@@ -453,12 +428,11 @@ class RedisHealthStore:
                 self._warn_once("garbage-key", "fleet health: ignored a malformed state of %s: %s", model, exc)
                 continue
             self._offer(model, state)
-            if latency and self.tracker is not None:
-                ttft, gap = replies[i * step + 1], replies[i * step + 2]
-                if not isinstance(ttft, Exception) and not isinstance(gap, Exception):
-                    ring = self.tracker.latency(model)
-                    _refill(ring.ttft, ttft)
-                    _refill(ring.gap, gap)
+            if self.tracker is not None:
+                ring = self.tracker.latency(model)
+                for kept, fresh in ((ring.ttft, ttft), (ring.gap, gap)):
+                    if fresh:
+                        kept.replace(fresh)
 
     def _offline(self, exc: BaseException) -> None:
         # once per outage: the warning is re-armed when Redis is back
@@ -473,50 +447,3 @@ class RedisHealthStore:
             return
         self._warned.add(kind)
         logger.warning(message, *args)
-
-
-def parse_fields(fields: Any) -> SharedState:
-    """A model's hash as read from Redis (bytes or text) -> :class:`SharedState`; :class:`MessageError`
-    for anything that is not numbers where numbers belong."""
-    from .messages import state_from_mapping
-
-    if not isinstance(fields, dict):
-        raise MessageError("not a hash")
-    decoded = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)):
-               (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in fields.items()}
-    return state_from_mapping(decoded)
-
-
-async def _members(client: aioredis.Redis, key: str) -> list[str]:
-    try:
-        raw = await client.smembers(key)  # type: ignore[misc]
-    except RedisError as exc:
-        if "WRONGTYPE" in str(exc):
-            return []
-        raise
-    return sorted(m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m) for m in raw)[:256]
-
-
-def _refill(ring: Any, raw: Any) -> None:
-    samples = []
-    for item in raw if isinstance(raw, list) else []:
-        try:
-            value = float(item)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(value) and value >= 0:
-            samples.append(value)
-    if samples:
-        ring.replace(samples)
-
-
-def _short(reason: str) -> str:
-    from ..redact import redact
-
-    return redact(reason)[:200]
-
-
-def _wall() -> float:
-    import time
-
-    return time.time()

@@ -21,8 +21,8 @@ import redis.asyncio as aioredis
 
 from ..router.deadlines import hedge_delay, ttft_percentiles
 from ..router.health import CircuitState, HealthTracker
-from .messages import MessageError
-from .store import RedisHealthStore, parse_fields
+from .messages import MessageError, parse_fields
+from .store import RedisHealthStore
 
 
 @dataclass(frozen=True, slots=True)
