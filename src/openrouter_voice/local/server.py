@@ -351,7 +351,7 @@ class LocalModelServer:
         # and the user's first question costs only its own words, like every later one. Best effort.
         body = {"model": self.model, "messages": [{"role": "user", "content": "Hello."}], "max_tokens": 1,
                 "temperature": 0}
-        timeout = max(1.0, deadline - time.monotonic())
+        timeout = min(10.0, max(1.0, deadline - time.monotonic()))  # keeps a cancelled start prompt
         with contextlib.suppress(httpx2.HTTPError), httpx2.Client(timeout=timeout, trust_env=False) as client:
             client.post(f"{self.base_url}/chat/completions", json=body)
 
