@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test fuzz lint bench bench-voice clean llama-wheel espeak-ng redis-server
+.PHONY: chat test fuzz lint bench bench-voice bench-offline clean llama-wheel espeak-ng redis-server
 
 # llama.cpp (the 'local' extra) is built once into a wheel kept beside pip's cache, for any x86-64 with
 # AVX2 rather than -march=native: a native build uses AMX where the build machine advertises it and then
@@ -79,6 +79,10 @@ bench: $(VENV)/.installed-bench,local
 # time to first audio on the whole voice pipeline, per fault (about 1 hour at the default 30 turns per cell)
 bench-voice: $(VENV)/.installed-bench,local | espeak-ng
 	$(BIN)/python -m bench.voice $(ARGS)
+
+# the local model's answers to 40 everyday questions, before and after its few-shot prompt (a few minutes)
+bench-offline: $(VENV)/.installed-bench,local
+	$(BIN)/python -m bench.offline $(ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -321,11 +321,12 @@ async def main() -> None:
     }
     out = Path(args.out)
     text = report.render(table, limit, costs, loaded, meta)
-    # The voice benchmark (bench/voice) owns its own section of the same file: keep it.
+    # The voice and offline benchmarks (bench/voice, bench/offline) own their sections of the same file: keep them.
     old = out.read_text(encoding="utf-8") if out.exists() else ""  # noqa: ASYNC240
-    begin, end = "<!-- voice-benchmark:begin -->", "<!-- voice-benchmark:end -->"
-    if begin in old and end in old:
-        text = text.rstrip() + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    for section in ("voice-benchmark", "offline-answers"):
+        begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+        if begin in old and end in old:
+            text = text.rstrip() + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     out.write_text(text, encoding="utf-8")  # noqa: ASYNC240
     report.plot(table, report.median(limit) or VOICE["ttft"], cap, Path(args.plot))
     log(f"\nwrote {args.out} and {args.plot} in {elapsed:.0f} s")

@@ -48,6 +48,7 @@ from typing import Any, Self
 
 import httpx2
 
+from . import prompt
 from .errors import INSTALL_HINT, LocalModelError
 from .weights import model_path
 
@@ -59,16 +60,15 @@ REBUILD_HINT = ("rebuild llama.cpp for this CPU: `make clean && make chat` in a 
 dies with SIGSEGV or SIGILL at its first generation."""
 
 logger = logging.getLogger(__name__)
-CHAT_FORMAT = "snoozy"
-"""The prompt format. The GGUF carries no chat template and is the *base* (not instruction-tuned)
-Gemma 3 270M: Gemma's own ``<start_of_turn>`` format makes it echo the question, while the plain
-``### Prompt: / ### Response:`` layout gets short, sensible answers ("Paris", "2+2 = 4")."""
+CHAT_FORMAT = prompt.CHAT_FORMAT
+"""The prompt format: the GGUF carries no chat template and is the *base* (not instruction-tuned)
+Gemma 3 270M, so each chat becomes a few-shot ``Q: / A:`` completion (:mod:`.prompt`)."""
 
 REQUEST_OPTIONS: dict[str, Any] = {
-    # Gemma 3 270M is tiny: low temperature, a repeat penalty and stopping at the end of its first
-    # paragraph keep it on topic (it otherwise goes on to invent the next question itself).
-    "temperature": 0.3, "repeat_penalty": 1.3, "max_tokens": 120,
-    "stop": ["\n\n", "###", "\nUser", "\nUSER"],
+    # Greedy: the likeliest answer, the same every time (a sampled 270M answer is often a wrong one).
+    # No repeat penalty: it would push the model off the worked examples' "I'm not sure". The format
+    # stops at the end of the answer line; max_tokens only bounds a runaway line ("1000000...").
+    "temperature": 0.0, "max_tokens": 48, "seed": 0,
 }
 """Request fields the chat and the voice worker send the local model (``endpoint_options``)."""
 ENDPOINT = "local"
@@ -98,6 +98,8 @@ def watch():
     time.sleep(5)
     os._exit(1)  # ...or not at all if a stream hangs: then exit hard
 threading.Thread(target=watch, daemon=True).start()
+from openrouter_voice.local.prompt import register
+register()  # the few-shot Q/A chat format (--chat_format openrouter-voice-qa)
 from llama_cpp.server.settings import Settings
 for name in list(os.environ):
     if name.lower() in Settings.model_fields or name in ("HOST", "PORT", "CONFIG_FILE"):
@@ -124,13 +126,16 @@ def _free_port() -> int:
 
 
 def _default_threads() -> int:
-    # The cores this process may run on (a container's quota), capped: beyond 4 threads a 270M
-    # model gets no faster and only steals CPU from speech-to-text and text-to-speech.
+    # One core fewer than this process may run on (a container's quota), at most 4. llama.cpp's threads
+    # wait for each other spinning: when speech-to-text, text-to-speech or anything else takes a core,
+    # two threads on two cores stall each other. Measured on 2 busy cores: the first token of a
+    # question after the cached examples took 0.35 s with 1 thread and 7 s with 2. Beyond 4 threads a
+    # 270M model gets no faster.
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 2
-    return max(1, min(4, cores))
+    return max(1, min(4, cores - 1))
 
 
 _running: weakref.WeakSet[LocalModelServer] = weakref.WeakSet()
@@ -162,7 +167,7 @@ class LocalModelServer:
         """Configure (does not start) the server.
 
         Args:
-            threads: CPU threads for generation and prompt processing (default: usable cores, at most 4).
+            threads: CPU threads for generation and prompt processing (default: usable cores but one, 1 to 4).
             n_ctx: context window in tokens; 4096 holds a voice conversation and costs ~20 MB of KV cache.
             startup_timeout: seconds to wait for the model to load and ``/v1/models`` to answer.
             extra_args: more ``llama_cpp.server`` arguments, e.g. ``["--seed", "1"]``.
@@ -246,6 +251,7 @@ class LocalModelServer:
                             raise LocalModelError("start-up cancelled")
                         with contextlib.suppress(httpx2.HTTPError):
                             if self._ready(client.get(f"{self.base_url}/models")):
+                                self._warm(deadline)
                                 return self
                         time.sleep(0.1)
             raise self._died()
@@ -343,6 +349,15 @@ class LocalModelServer:
             self.model = str(response.json()["data"][0]["id"])
         self._answered = True
         return True
+
+    def _warm(self, deadline: float) -> None:
+        # One token for a first question: llama.cpp then holds the prompt's fixed examples evaluated,
+        # and the user's first question costs only its own words, like every later one. Best effort.
+        body = {"model": self.model, "messages": [{"role": "user", "content": "Hello."}], "max_tokens": 1,
+                "temperature": 0}
+        timeout = min(10.0, max(1.0, deadline - time.monotonic()))  # keeps a cancelled start prompt
+        with contextlib.suppress(httpx2.HTTPError), httpx2.Client(timeout=timeout, trust_env=False) as client:
+            client.post(f"{self.base_url}/chat/completions", json=body)
 
     def _tail(self) -> str:
         lines = [line for line in self._stderr_tail if line]
