@@ -64,6 +64,8 @@ def plan(args: argparse.Namespace, question: Utterance, pairs: list[tuple[Uttera
     systems = [s for s in SYSTEMS if not args.system or s == args.system]
     cells = [c for c in CELLS if not args.only or args.only in c]
     jobs: list[Job] = []
+    if args.part == "cutoff":
+        cells, args.mix = [], 0
     for repeat, chunk in enumerate(split(list(range(args.turns)), args.repeats)):
         for cell in cells:
             for system in systems + ([FLOOR] if cell == "healthy" else []):
@@ -72,7 +74,7 @@ def plan(args: argparse.Namespace, question: Utterance, pairs: list[tuple[Uttera
         for repeat, chunk in enumerate(split(mix(args.mix), args.repeats)):
             for system in systems:
                 jobs.append(Job(system, "random mix", repeat, chunk, [question] * len(chunk), turn, silence))
-    if pairs and not args.only:
+    if pairs and not args.only and args.part != "main":
         for name, (setting, vad_silence) in SETTINGS.items():
             for kind, index in (("paused", 0), ("whole", 1)):
                 for repeat, chunk in enumerate(split(pairs, args.repeats)):
@@ -125,7 +127,7 @@ def header(args: argparse.Namespace, seconds: float, load_before: tuple[float, f
     return {
         "header": f"`{command}` on {datetime.now(UTC):%Y-%m-%d} ({seconds / 60:.0f} min, {args.jobs} sessions side "
                   f"by side): {args.turns} turns per cell in {args.repeats} sessions"
-                  + (f", {args.mix} in the random mix (seed 7)" if args.mix else "")
+                  + (f", {args.mix} in the random mix (seed 7)" if args.mix and not args.only else "")
                   + f"; {platform.machine()}, {os.cpu_count()} cores, load average {load_before[0]:.1f} before and "
                   f"{load[0]:.1f} after; Python {platform.python_version()}; {versions}. Every system has the "
                   "worker's turn settings (below).",
@@ -162,6 +164,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=4, help="sessions side by side (default 4)")
     parser.add_argument("--only", default="", help="run only cells whose name contains this (no mix, no cut-offs)")
     parser.add_argument("--system", default="", choices=["", *SYSTEMS], help="run only this system")
+    parser.add_argument("--part", default="all", choices=["all", "main", "cutoff"],
+                        help="main: the fault cells and the mix; cutoff: the false cut-off table")
     parser.add_argument("--out", default=str(report.ROOT / "BENCHMARKS.md"), help="the file to write the section to")
     args = parser.parse_args(argv)
     quick = {"turns": 6, "mix": 30, "cutoff": 20, "repeats": 2}

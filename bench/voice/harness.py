@@ -90,7 +90,8 @@ class Probe:
         first = self.call.speaker.first_sound_after(started)
         cutoff = first is not None and first < end
         audible = first if first is not None and first >= end else self.call.speaker.first_sound_after(end)
-        await self.quiet(wait)
+        # after a cut-off the whole question is answered again once its end is heard: wait that out too
+        await self.quiet(wait, stable=1.5 if cutoff else 0.3)
         heard_end = next((t for t in self.listening if t >= end), None)
         tts_in = max((t for t in self.tts_times if audible is not None and started <= t <= audible), default=None)
         return TurnRecord(
@@ -101,12 +102,13 @@ class Probe:
             tts_requests=len(self.tts_times) - tts_before, cutoff=cutoff,
             heard=turn.heard, answer=turn.answer)
 
-    async def quiet(self, wait: float) -> None:
-        """Wait until the agent is listening again (bounded): no reply of this turn leaks into the next."""
+    async def quiet(self, wait: float, stable: float) -> None:
+        """Wait until the agent has been listening for ``stable`` s (at most ``wait`` s): no reply of this
+        turn leaks into the next."""
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.agent_state == "listening":
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(stable)
                 if self.agent_state == "listening":
                     return
             try:

@@ -9,6 +9,7 @@ from typing import Any
 
 from livekit.agents import Agent, AgentSession, APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
+from pydantic import SecretStr
 
 from openrouter_voice.agent import Assistant, OpenRouterLLM
 from openrouter_voice.agent.worker import build_session
@@ -26,8 +27,9 @@ INSTRUCTIONS = "You are a helpful voice assistant."
 
 
 def _settings(s: Services) -> Settings:
-    return Settings(deepgram_api_key="dg-bench", cartesia_api_key="ca-bench", deepgram_base_url=s.deepgram.base_url,
-                    cartesia_base_url=s.cartesia.base_url, _env_file=None)  # type: ignore[call-arg,arg-type]
+    return Settings(deepgram_api_key=SecretStr("dg-bench"), cartesia_api_key=SecretStr("ca-bench"),
+                    deepgram_base_url=s.deepgram.base_url, cartesia_base_url=s.cartesia.base_url,
+                    _env_file=None)  # type: ignore[call-arg]
 
 
 async def ours(s: Services, vad: Any, turn_detection: Any, local: dict[str, Any], turn: dict[str, Any]) -> Built:

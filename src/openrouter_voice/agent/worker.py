@@ -52,10 +52,18 @@ _PRINT_AND_EXIT_OPTIONS = {"--help", "-h", "--list-devices"}
 LOCAL_URL_ENV = "OPENROUTER_VOICE_LOCAL_URL"
 LOCAL_MODEL_ENV = "OPENROUTER_VOICE_LOCAL_MODEL"
 
-# Turn taking. Chosen from the false cut-off table of `make bench-voice` (BENCHMARKS.md, "Turn taking"):
-# the caller's end of speech is Silero's silence wait, then the turn detector and endpointing decide.
-VAD_MIN_SILENCE = 0.55  # seconds of silence before the VAD reports the end of speech (Silero's default)
-TURN_HANDLING: dict[str, Any] = {}  # LiveKit's turn_handling keys beyond its defaults (endpointing, preemption)
+# Turn taking, chosen from the false cut-off table of `make bench-voice` (BENCHMARKS.md, "Turn taking").
+# The end of a turn: Silero reports the end of speech after VAD_MIN_SILENCE of quiet, then LiveKit's turn
+# detector and the endpointing delay decide. The LLM already starts on STT's final transcript (preemptive
+# generation), so the healthy turn waits on STT final + LLM first sentence, not on this wait: a shorter
+# wait (VAD 0.25 s, min_delay 0.2-0.5 s, dynamic) answered no sooner and cut callers off more often, and
+# preemptive TTS synthesised thrown-away replies (more TTS requests) for no gain. So: LiveKit's defaults
+# with its turn detector, pinned here so an upgrade cannot move them unnoticed.
+VAD_MIN_SILENCE = 0.55  # seconds of quiet before the VAD reports the end of speech (Silero's default)
+TURN_HANDLING: dict[str, Any] = {
+    "endpointing": {"mode": "fixed", "min_delay": 0.3, "max_delay": 2.5},  # s after the last speech
+    "preemptive_generation": {"enabled": True, "preemptive_tts": False},  # LLM early, TTS once the turn is sure
+}
 
 
 def missing_settings(settings: Settings, command: str) -> list[str]:
