@@ -26,7 +26,7 @@ from .cells import CELLS, mix
 from .harness import TurnRecord
 from .jobs import Job, Utterance, run
 from .systems import FLOOR, SYSTEMS
-from .turns import CHOSEN, SETTINGS, worker_turn
+from .turns import BASELINE, CHOSEN, SETTINGS, worker_turn
 
 QUESTION = "What is the weather like today?"
 
@@ -53,7 +53,8 @@ async def speech(args: argparse.Namespace) -> tuple[Utterance, list[tuple[Uttera
     tts = LocalTTS()
     question = Utterance(await cutoff.spoken(tts, QUESTION), (QUESTION,))
     pairs = []
-    for q, pause in zip(cutoff.QUESTIONS[: args.cutoff], cutoff.pauses(args.cutoff), strict=False):
+    count = 0 if args.only or args.part == "main" else args.cutoff
+    for q, pause in zip(cutoff.QUESTIONS[:count], cutoff.pauses(count), strict=False):
         pairs.append((Utterance(await cutoff.paused(tts, q, pause), q),
                       Utterance(await cutoff.whole(tts, q), (f"{q[0]} {q[1]}",))))
     return question, pairs
@@ -136,12 +137,12 @@ def header(args: argparse.Namespace, seconds: float, load_before: tuple[float, f
                          "healthy scripted services, LiveKit's turn detector v1-mini as shipped. A false cut-off is "
                          "an answer audible before the caller finished the question. LLM requests per turn counts "
                          "every request the upstream received, preemptive ones included.",
-        "chosen": CHOSEN, "cutoff_notes": describe(),
+        "chosen": CHOSEN, "cutoff_notes": describe(), "baseline": BASELINE,
         "settings": [f"- **{name}**: {settings}" for name, (_, settings) in SYSTEMS.items()]
         + [f"- **{FLOOR}**: {report_floor()}",
            "- Scripted services: LLM first token 300 ms then 75 tokens/s (non-streaming: the whole answer at "
            "300 ms); Deepgram finds utterances in the audio (end after 0.3 s of quiet) and returns the words "
-           "being said; Cartesia sends a tone (25 ms per character) in 100 ms chunks at once. Faults hit the "
+           "being said; Cartesia sends a tone (15 ms per character) in 100 ms chunks at once. Faults hit the "
            "first provider of each chain for the whole cell."],
     }
 
@@ -161,7 +162,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cutoff", type=int, default=None, help="questions of the false cut-off set (default all "
                                                                  f"{len(cutoff.QUESTIONS)}; 0: none)")
     parser.add_argument("--repeats", type=int, default=None, help="sessions each cell is split into (default 3)")
-    parser.add_argument("--jobs", type=int, default=4, help="sessions side by side (default 4)")
+    parser.add_argument("--jobs", type=int, default=5, help="sessions side by side (default 5: a session "
+                                                           "uses ~0.1 core; see the VAD lag column)")
     parser.add_argument("--only", default="", help="run only cells whose name contains this (no mix, no cut-offs)")
     parser.add_argument("--system", default="", choices=["", *SYSTEMS], help="run only this system")
     parser.add_argument("--part", default="all", choices=["all", "main", "cutoff"],

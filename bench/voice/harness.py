@@ -91,7 +91,7 @@ class Probe:
         cutoff = first is not None and first < end
         audible = first if first is not None and first >= end else self.call.speaker.first_sound_after(end)
         # after a cut-off the whole question is answered again once its end is heard: wait that out too
-        await self.quiet(wait, stable=1.5 if cutoff else 0.3)
+        await self.quiet(wait, stable=1.5 if cutoff else 0.2)
         heard_end = next((t for t in self.listening if t >= end), None)
         tts_in = max((t for t in self.tts_times if audible is not None and started <= t <= audible), default=None)
         return TurnRecord(

@@ -30,9 +30,9 @@ WAIT = 8.0  # seconds after the caller's speech with no audible answer: a silent
 
 
 async def short_tone(text: str, rate: int) -> bytes:
-    """The scripted Cartesia's voice: a 220 Hz tone, 25 ms per character (0.3 s at least). Shorter than
+    """The scripted Cartesia's voice: a 220 Hz tone, 15 ms per character (0.3 s at least). Shorter than
     speech, so turns end sooner; TTFA only needs its first frame."""
-    t = np.arange(int(max(0.3, 0.025 * len(text.strip())) * rate)) / rate
+    t = np.arange(int(max(0.3, 0.015 * len(text.strip())) * rate)) / rate
     return (0.3 * 32767 * np.sin(2 * np.pi * 220 * t)).astype(np.int16).tobytes()
 
 

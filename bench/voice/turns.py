@@ -21,9 +21,9 @@ LIVEKIT: dict[str, Any] = {"endpointing": {"mode": "fixed", "min_delay": 0.3, "m
 PREEMPTIVE_TTS = {"enabled": True, "preemptive_tts": True}
 
 
-def _fixed(delay: float, *, tts: bool = False) -> dict[str, Any]:
+def _fixed(delay: float) -> dict[str, Any]:
     return {"endpointing": {"mode": "fixed", "min_delay": delay, "max_delay": 2.5},
-            "preemptive_generation": PREEMPTIVE_TTS if tts else LIVEKIT["preemptive_generation"]}
+            "preemptive_generation": LIVEKIT["preemptive_generation"]}
 
 
 SETTINGS: dict[str, tuple[dict[str, Any], float]] = {
@@ -34,9 +34,9 @@ SETTINGS: dict[str, tuple[dict[str, Any], float]] = {
     "VAD 0.25 s, fixed 0.5 s": (_fixed(0.5), 0.25),
     "VAD 0.25 s, dynamic 0.3-2.5 s": ({"endpointing": {"mode": "dynamic", "min_delay": 0.3, "max_delay": 2.5},
                                         "preemptive_generation": LIVEKIT["preemptive_generation"]}, 0.25),
-    "VAD 0.25 s, fixed 0.35 s, preemptive TTS": (_fixed(0.35, tts=True), 0.25),
 }
-CHOSEN = "LiveKit defaults (VAD 0.55 s, fixed 0.3 s)"  # what the worker runs (agent/worker.py)
+BASELINE = "LiveKit defaults (VAD 0.55 s, fixed 0.3 s)"
+CHOSEN = BASELINE  # what the worker runs (agent/worker.py): the table's best trade-off
 
 
 def worker_turn() -> tuple[dict[str, Any], float]:
@@ -46,5 +46,11 @@ def worker_turn() -> tuple[dict[str, Any], float]:
 
 def describe() -> str:
     turn, silence = worker_turn()
-    return (f"The worker runs: VAD min_silence_duration {silence} s, turn_handling {turn} "
+    return ("Reading the table: LiveKit starts the LLM on STT's final transcript (preemptive generation), so a "
+            "healthy turn waits for the later of the end-of-turn decision and STT final + LLM first sentence; "
+            "on the scripted services the second is the physical limit above, so a shorter end-of-turn wait can "
+            "only add false cut-offs. A paused question costs a second LLM request (the preemptive one for its "
+            "first half is cancelled when the caller goes on); preemptive TTS also synthesises that thrown-away "
+            "half (TTS requests per turn). Thrown-away work is never played: audio waits for the committed turn. "
+            f"The worker runs: VAD min_silence_duration {silence} s, turn_handling {turn} "
             "(openrouter_voice.agent.worker.VAD_MIN_SILENCE / TURN_HANDLING).")
