@@ -104,12 +104,20 @@ def main(args: argparse.Namespace) -> None:
     records: list[list[TurnRecord]] = [[] for _ in jobs]
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(run, job) for job in jobs]
+        failed = 0
         for i, (job, future) in enumerate(zip(jobs, futures, strict=True)):
-            records[i] = future.result()
+            try:
+                records[i] = future.result()
+            except Exception as exc:  # a broken session is reported and left out, not counted as silent turns
+                failed += 1
+                print(f"{job.system:16} {job.label:40} #{job.repeat} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                continue
             print(f"{job.system:16} {job.label:40} #{job.repeat} {report.summary([records[i]])}", flush=True)
     results, cutoffs = collect(jobs, records)
     seconds = time.time() - started
     meta = header(args, seconds, load_before)
+    if failed:
+        meta["header"] += f" **{failed} of {len(jobs)} sessions failed** and are left out (see the run's output)."
     section = report.render(results, cutoffs, meta)
     print(section)
     out = Path(args.out)
@@ -162,8 +170,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cutoff", type=int, default=None, help="questions of the false cut-off set (default all "
                                                                  f"{len(cutoff.QUESTIONS)}; 0: none)")
     parser.add_argument("--repeats", type=int, default=None, help="sessions each cell is split into (default 3)")
-    parser.add_argument("--jobs", type=int, default=5, help="sessions side by side (default 5: a session "
-                                                           "uses ~0.1 core; see the VAD lag column)")
+    parser.add_argument("--jobs", type=int, default=6, help="sessions side by side (default 6: a healthy session "
+                        "uses ~0.1 core; if the VAD lag column passes ~0.25 s the machine is short of CPU: fewer)")
     parser.add_argument("--only", default="", help="run only cells whose name contains this (no mix, no cut-offs)")
     parser.add_argument("--system", default="", choices=["", *SYSTEMS], help="run only this system")
     parser.add_argument("--part", default="all", choices=["all", "main", "cutoff"],
