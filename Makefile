@@ -76,7 +76,8 @@ lint: $(VENV)/.installed-dev,local
 bench: $(VENV)/.installed-bench,local
 	$(BIN)/python -m bench $(ARGS)
 
-# time to first audio on the whole voice pipeline, per fault (about 1 hour at the default 30 turns per cell)
+# time to first audio on the whole voice pipeline, per fault, and the false cut-off table (sized for under
+# 30 minutes on an idle 2-core machine; ARGS=--quick for under 10)
 bench-voice: $(VENV)/.installed-bench,local | espeak-ng
 	$(BIN)/python -m bench.voice $(ARGS)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ from openrouter_voice.testing import (
 
 PRIMARY, BACKUP = "openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"
 ANSWER = "It is sunny and mild today."
-VOICE_LLM = {"ttft": 0.3, "tokens_per_second": 75.0}  # as in the failover benchmark: a realistic voice model
+# as in the failover benchmark: a realistic voice model
+VOICE_LLM: dict[str, Any] = {"ttft": 0.3, "tokens_per_second": 75.0}
 
 
 @dataclass
@@ -27,11 +27,30 @@ class Services:
     upstream: ScriptedUpstream
     deepgram: ScriptedDeepgram
     cartesia: ScriptedCartesia
+    tts_times: list[float]  # when text reached the scripted Cartesia (monotonic seconds)
+    whole_replies: bool = False  # the system asks with stream false: the reply comes when generated
+
+
+def model(s: Services, **fault: Any) -> Script:
+    """The scripted model's behaviour. The scripted upstream answers a non-streaming request at the
+    first token; a real one answers when the whole reply is generated, and a reply that breaks
+    mid-way is an error status: :attr:`Services.whole_replies` makes it so.
+
+    >>> model(Services(None, None, None, [], whole_replies=True)).ttft
+    0.38
+    """
+    options = {**VOICE_LLM, **fault}
+    if s.whole_replies:
+        tokens = len(Script(text=ANSWER).tokens())
+        if options.pop("error_after_tokens", None) is not None:
+            tokens, options["status"] = 3, 502
+        options["ttft"] = options["ttft"] + tokens / options["tokens_per_second"]
+    return Script(text=ANSWER, **options)
 
 
 def _healthy(s: Services) -> None:
-    s.upstream.script(PRIMARY, Script(text=ANSWER, **VOICE_LLM))  # type: ignore[arg-type]
-    s.upstream.script(BACKUP, Script(text=ANSWER, **VOICE_LLM))  # type: ignore[arg-type]
+    s.upstream.script(PRIMARY, model(s))
+    s.upstream.script(BACKUP, model(s))
     s.deepgram.script(DeepgramScript())
     s.cartesia.script(CartesiaScript())
 
@@ -39,7 +58,7 @@ def _healthy(s: Services) -> None:
 def _llm(fault: dict[str, Any]) -> Callable[[Services], None]:
     def apply(s: Services) -> None:
         _healthy(s)
-        s.upstream.script(PRIMARY, Script(text=ANSWER, **{**VOICE_LLM, **fault}))  # type: ignore[arg-type]
+        s.upstream.script(PRIMARY, model(s, **fault))
     return apply
 
 
@@ -71,9 +90,11 @@ CELLS: dict[str, Callable[[Services], None]] = {
 }
 
 
-def mix(rng: random.Random) -> Callable[[Services], None]:
-    """One random cell (the mix draws one per turn)."""
-    name = rng.choice(sorted(CELLS))
-    if os.environ.get("BENCH_DEBUG"):
-        print(f"  mix: {name}", flush=True)
-    return CELLS[name]
+def mix(turns: int, seed: int = 7) -> list[str]:
+    """The random mix: ``turns`` cell names drawn with a fixed seed (the same sequence for every system).
+
+    >>> mix(3) == mix(3) and len(mix(3)) == 3
+    True
+    """
+    rng = random.Random(seed)
+    return [rng.choice(sorted(CELLS)) for _ in range(turns)]

@@ -136,6 +136,26 @@ def _broken() -> object:
     raise OSError("weights missing")
 
 
+async def test_sessions_take_the_worker_turn_settings_and_a_caller_may_override_them(env):
+    from openrouter_voice.agent.worker import TURN_HANDLING, VAD_MIN_SILENCE, load_vad
+
+    vad = load_vad()
+    assert vad.min_silence_duration == VAD_MIN_SILENCE
+    session = build_session(load_settings(), vad=vad, turn_detection="vad", llm=await build_llm(load_settings(),
+                                                                                                check=False))
+    for key, value in TURN_HANDLING["endpointing"].items():
+        assert session.options.endpointing[key] == value
+    assert session.options.preemptive_generation["preemptive_tts"] is TURN_HANDLING["preemptive_generation"][
+        "preemptive_tts"]
+    await session.llm.aclose()
+    tuned = build_session(load_settings(), vad=load_vad(0.3), turn_detection="vad",
+                          llm=await build_llm(load_settings(), check=False),
+                          turn={"endpointing": {"mode": "dynamic", "min_delay": 0.4, "max_delay": 2.0}})
+    assert tuned.options.endpointing["mode"] == "dynamic" and tuned.options.endpointing["min_delay"] == 0.4
+    assert tuned.options.preemptive_generation == session.options.preemptive_generation  # the rest kept
+    await tuned.llm.aclose()
+
+
 async def test_usage_is_logged_per_turn_and_summarised_per_session(make_agent, caplog):
     from openrouter_voice.agent.worker import log_usage
     from openrouter_voice.testing import Script

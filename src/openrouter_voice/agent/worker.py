@@ -20,7 +20,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,19 @@ _PRINT_AND_EXIT_OPTIONS = {"--help", "-h", "--list-devices"}
 # one embedded model server it started listens. Set and cleared by run_worker only.
 LOCAL_URL_ENV = "OPENROUTER_VOICE_LOCAL_URL"
 LOCAL_MODEL_ENV = "OPENROUTER_VOICE_LOCAL_MODEL"
+
+# Turn taking, chosen from the false cut-off table of `make bench-voice` (BENCHMARKS.md, "Turn taking").
+# The end of a turn: Silero reports the end of speech after VAD_MIN_SILENCE of quiet, then LiveKit's turn
+# detector and the endpointing delay decide. The LLM already starts on STT's final transcript (preemptive
+# generation), so the healthy turn waits on STT final + LLM first sentence, not on this wait: a shorter
+# wait (VAD 0.25 s, min_delay 0.2-0.5 s, dynamic) answered no sooner and cut callers off more often, and
+# preemptive TTS synthesised thrown-away replies (more TTS requests) for no gain. So: LiveKit's defaults
+# with its turn detector, pinned here so an upgrade cannot move them unnoticed.
+VAD_MIN_SILENCE = 0.55  # seconds of quiet before the VAD reports the end of speech (Silero's default)
+TURN_HANDLING: dict[str, Any] = {
+    "endpointing": {"mode": "fixed", "min_delay": 0.3, "max_delay": 2.5},  # s after the last speech
+    "preemptive_generation": {"enabled": True, "preemptive_tts": False},  # LLM early, TTS once the turn is sure
+}
 
 
 def missing_settings(settings: Settings, command: str) -> list[str]:
@@ -180,19 +193,27 @@ async def build_llm(settings: Settings, *, catalog: Catalog | None = None, check
     return app.build_llm(router)
 
 
+def load_vad(min_silence: float | None = None) -> Any:
+    """Silero VAD with the worker's end-of-speech silence (:data:`VAD_MIN_SILENCE` unless given)."""
+    from livekit.plugins import silero
+
+    return silero.VAD.load(min_silence_duration=VAD_MIN_SILENCE if min_silence is None else min_silence)
+
+
 def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: OpenRouterLLM,
-                  stt: Any = None, tts: Any = None) -> AgentSession[None]:
+                  stt: Any = None, tts: Any = None, turn: Mapping[str, Any] | None = None) -> AgentSession[None]:
     """Assemble the voice pipeline: STT and TTS chains from :mod:`openrouter_voice.speech.chains`
     (Deepgram / Cartesia first when their keys are set, the local engines last). The router owns LLM
     retries, so the session's LLM max_retry is 0: otherwise LiveKit re-sends a whole failed chain up
-    to 3 more times per turn.
+    to 3 more times per turn. Turn taking is :data:`TURN_HANDLING`, with ``turn``'s keys in its place.
     """
     from ..speech.chains import STT_CONN_OPTIONS, TTS_CONN_OPTIONS, build_stt, build_tts
 
+    handling = {**TURN_HANDLING, **(turn or {}), "turn_detection": turn_detection}
     return AgentSession(
         stt=stt if stt is not None else build_stt(settings, vad=vad),
         tts=tts if tts is not None else build_tts(settings), vad=vad, llm=llm,
-        turn_handling={"turn_detection": turn_detection},
+        turn_handling=handling,  # type: ignore[arg-type]
         conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0),
                                            stt_conn_options=STT_CONN_OPTIONS, tts_conn_options=TTS_CONN_OPTIONS),
     )
@@ -200,11 +221,9 @@ def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: Ope
 
 def prewarm(proc: JobProcess) -> None:
     """Load Silero VAD and the turn detector once per process, before jobs arrive."""
-    from livekit.plugins import silero
-
     redact_process_logs()
     start_job_telemetry()  # OTEL_* export from this process; turns relayed to the worker's scrape endpoint
-    proc.userdata["vad"] = silero.VAD.load()
+    proc.userdata["vad"] = load_vad()
     proc.userdata["turn_detection"] = load_turn_detection()
     # Move what start-up created (modules, models) out of the cyclic garbage collector's way: a full
     # collection then scans only the sessions' objects, which shortens its pause of every session's loop.
