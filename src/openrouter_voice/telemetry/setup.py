@@ -11,7 +11,7 @@
 With neither, :func:`start_telemetry` returns an inactive :class:`Telemetry`: no provider, no exporter
 thread, no observer on any router.
 
->>> telemetry = start_telemetry(environ={})
+>>> telemetry = start_telemetry(environ={}, install_globals=False)
 >>> telemetry.active
 False
 """
@@ -83,7 +83,7 @@ class Telemetry:
             self.router.instrument(router)
 
     def flush(self, timeout_millis: int = 5_000) -> None:
-        """Export what was recorded now: short commands call it before they exit."""
+        """Export what was recorded so far (:meth:`shutdown` does too, as short commands end)."""
         for provider in (self.tracer_provider, self.meter_provider):
             if provider is not None:
                 provider.force_flush(timeout_millis)
