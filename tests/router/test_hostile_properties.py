@@ -187,6 +187,7 @@ FIRST_TOKEN, STALL = 0.3, 0.3
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @settings(max_examples=examples(12))
 @given(hostile_timing)
+@example(Script(status=204, error_body_drip=0.2))  # found by fuzzing: a bodiless status, then the backup
 def test_hostile_timing_falls_over_within_the_deadline_and_leaks_nothing(script):
     async def run() -> None:
         async with ScriptedUpstream() as up:

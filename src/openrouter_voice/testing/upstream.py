@@ -271,6 +271,10 @@ class ScriptedUpstream:
             payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
         response = web.StreamResponse(status=script.status, headers={**headers, "Content-Type": "application/json"})
         await response.prepare(request)
+        if script.status < 200 or script.status in (204, 304):
+            # these carry no body (RFC 9110): the client has the whole reply and may send its next request
+            # on this connection, which a handler still "dripping" would leave unread
+            return response
         with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
             for byte in raw:
                 await response.write(bytes([byte]))
