@@ -7,6 +7,7 @@ import itertools
 import logging
 import math
 import random
+import re
 import time
 from typing import Any
 
@@ -83,7 +84,8 @@ async def test_a_hanging_primary_is_hedged_at_its_own_tail_after_warm_up(upstrea
     assert HEDGE_FLOOR <= elapsed < halfway(HEDGE_FLOOR + 0.05, 1.0 + 0.05)
     # The debug log says why each deadline had its value.
     sending = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("sending a/primary"))
-    assert f"hedge after {HEDGE_FLOOR:.2f}s (floor (p95 TTFT 0.1" in sending
+    # the learnt hedge: at the floor on an idle machine (p95 0.14 s + margin); a loaded one adds to the p95
+    assert re.search(r"hedge after 0\.\d\ds \((floor \()?p95 TTFT 0\.\d+s", sending), sending
     assert "stall after 0.50s (configured (" in sending  # short replies: too few gaps to follow a rhythm
 
 
