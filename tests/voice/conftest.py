@@ -113,3 +113,12 @@ async def call(upstream: ScriptedUpstream, open_meteo: FakeOpenMeteo, tmp_path) 
         if isinstance(llm_, OpenRouterLLM):
             await llm_.router.aclose()
             await llm_.aclose()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every real-time audio test in one pytest-xdist worker, one at a time: two sessions decoding speech
+    side by side on 2 cores starve each other's VAD (it falls behind real time and words are lost)."""
+    for item in items:
+        if "tests/voice/" in item.nodeid.replace("\\", "/"):
+            item.add_marker(pytest.mark.xdist_group("audio"))
