@@ -25,13 +25,16 @@ from livekit.agents import APIConnectOptions, stt, tts, vad
 from ..config import Settings
 from .local_stt import LocalSTT
 from .local_tts import LocalTTS
+from .tts_failover import FailoverTTS
 from .watchdog import WatchedSTT
 
 STT_CONNECT_TIMEOUT = 3.0  # seconds for Deepgram's handshake before the local STT takes over
 # seconds of speech with no word back from Deepgram before it is given up (it sends SpeechStarted at
 # once and interim results about every second of speech)
 STT_STALL_AFTER = 2.0
-TTS_TIMEOUT = 3.0  # seconds Cartesia may stay silent (handshake, or between messages) before the local voice speaks
+# seconds Cartesia may stay silent between messages mid-sentence; its first audio of each sentence has a
+# deadline learnt from its own recent sentences, at most this (speech/first_audio.py)
+TTS_TIMEOUT = 3.0
 # The session's connection options for speech: one attempt per provider inside the adapters (they
 # move to the next provider rather than retry), and a voice-scale timeout.
 TTS_CONN_OPTIONS = APIConnectOptions(max_retry=1, timeout=TTS_TIMEOUT, retry_interval=0.1)
@@ -55,11 +58,15 @@ def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT[Any] | None = 
 
 
 def build_tts(settings: Settings, *, local: tts.TTS[Any] | None = None) -> tts.TTS[Any]:
-    """Cartesia then ``local`` (Piper's "joe" voice by default), or ``local`` alone without a key."""
+    """Cartesia then ``local`` (Piper's "joe" voice by default), or ``local`` alone without a key.
+
+    The chain is :class:`~.tts_failover.FailoverTTS`, not LiveKit's adapter: it speaks the rest of an
+    answer on the next voice when one fails mid-answer, and learns each voice's first-audio deadline.
+    """
     local = local or LocalTTS()
     if settings.cartesia_api_key is None:
         return local
     from livekit.plugins import cartesia
 
     primary = cartesia.TTS(api_key=settings.cartesia_api_key.get_secret_value(), base_url=settings.cartesia_base_url)
-    return tts.FallbackAdapter([primary, local], max_retry_per_tts=0)
+    return FailoverTTS([primary, local], ceiling=TTS_TIMEOUT)
