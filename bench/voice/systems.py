@@ -43,7 +43,8 @@ async def ours(s: Services, vad: Any, turn_detection: Any, local: dict[str, Any]
 OURS_SETTINGS = ("build_session() as the worker: FallbackRouter([primary, backup]) with its defaults (hedge "
                  "after 1.0 s), LLM max_retry 0; stt.FallbackAdapter([WatchedSTT(deepgram.STT), "
                  "StreamAdapter(PocketSphinx)], attempt_timeout 3 s, max_retry_per_stt 0); "
-                 "tts.FallbackAdapter([cartesia.TTS, Piper joe], max_retry_per_tts 0), session TTS timeout 3 s")
+                 "FailoverTTS([cartesia.TTS, Piper joe]) (sentence-level failover, learnt first-audio "
+                 "deadline 0.4-3 s), session TTS timeout 3 s")
 
 
 async def livekit(s: Services, vad: Any, turn_detection: Any, local: dict[str, Any]) -> Built:
