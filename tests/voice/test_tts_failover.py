@@ -169,7 +169,7 @@ async def test_a_silent_cartesia_costs_its_learnt_deadline_not_three_seconds(cal
     await warm(answer)
     upstream.script("a/model", Script(text=answer))
     # without "One moment." (the turn's other stages are slow on a busy machine): the voice alone is measured
-    voice = await call(["a/model"], cartesia=spoken_cartesia, ack_after=0)
+    voice = await call(["a/model"], cartesia=spoken_cartesia)
     voices = voice.session.tts
     assert isinstance(voices, FailoverTTS)
     question = await speech("Hello, can you hear me?")
@@ -203,7 +203,7 @@ async def test_the_apology_survives_cartesia_dropping_mid_sentence(call, upstrea
     spoken_cartesia.script([CartesiaScript(drop_after_chunks=5), CartesiaScript(status=503)])
     upstream.script("a/model", Script(status=503))
     await warm(APOLOGY)
-    voice = await call(["a/model"], cartesia=spoken_cartesia, ack_after=0)  # the apology alone is measured
+    voice = await call(["a/model"], cartesia=spoken_cartesia)  # no "One moment.": the apology alone is measured
     failovers: list[TTSFailover] = []
     voice.session.tts.on("failover", failovers.append)
     turn = await voice.say(await speech("Hello, can you hear me?"))
@@ -225,7 +225,7 @@ async def test_a_slow_tool_is_acknowledged_once_and_is_not_a_tts_failure(call, u
     await warm(forecast.spoken(), "One moment.")
     open_meteo.gate = asyncio.Event()  # the weather lookup answers when the test says so
     upstream.script("a/model", tool_then_echo("get_weather", {"location": "Paris"}))
-    voice = await call(["a/model"], cartesia=spoken_cartesia)
+    voice = await call(["a/model"], cartesia=spoken_cartesia, ack_after=2.0)
     failovers: list[TTSFailover] = []
     voice.session.tts.on("failover", failovers.append)
     guard = DeadAirGuard.of(voice.session)

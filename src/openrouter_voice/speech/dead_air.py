@@ -77,6 +77,8 @@ class DeadAirGuard:
         if ev.new_state == "speaking":
             self._cancel()
             self._turn_done = True
+        elif ev.new_state in ("listening", "idle"):
+            self._cancel()  # the turn ended without a word (empty reply, cancelled): nothing is coming
         elif ev.new_state == "thinking" and not self._turn_done and self._timer is None:
             self.turn_started = time.monotonic()
             self._timer = asyncio.create_task(self._wait(), name="DeadAirGuard.wait")
