@@ -1,6 +1,7 @@
-"""The worker's STT and TTS: Deepgram then the local STT, Cartesia then the local TTS, with
-LiveKit's own ``stt.FallbackAdapter`` / ``tts.FallbackAdapter``. Without a provider's key the
-chain is the local engine alone, so the agent hears and speaks offline.
+"""The worker's STT and TTS: Deepgram then the local STT, with LiveKit's own ``stt.FallbackAdapter``;
+Cartesia then the local TTS, with :class:`~.tts_failover.FailoverTTS` (LiveKit's ``tts.FallbackAdapter``
+drops the rest of a half-spoken answer). Without a provider's key the chain is the local engine
+alone, so the agent hears and speaks offline.
 
 What was checked in livekit-agents 1.8.9 (the JS SDK's TTS fallback closed the session while the
 provider returned 401, livekit/agents-js#2399): the Python adapters catch each child's error,

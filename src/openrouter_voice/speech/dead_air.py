@@ -114,7 +114,7 @@ async def acknowledged_first(chunks: AsyncIterable[T], guard: DeadAirGuard | Non
     >>> asyncio.run(collect())
     ['Hello.']
     """
-    if guard is None:
+    if guard is None or guard.after <= 0:
         async for chunk in chunks:
             yield chunk
         return

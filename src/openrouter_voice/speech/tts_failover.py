@@ -77,6 +77,7 @@ class Voice:
     deadline: FirstAudioDeadline
     available: bool = True
     probe: asyncio.Task[None] | None = None
+    last_first_audio: float | None = None  # seconds its latest sentence took to its first audio
 
     @property
     def label(self) -> str:
@@ -117,7 +118,8 @@ class Voice:
                     raise VoiceFailed(f"no audio within {deadline or 0:.2f} s", 0.0) from None
                 except StopAsyncIteration:
                     raise VoiceFailed("no audio for the text", 0.0) from None
-                self.deadline.add(time.perf_counter() - started)
+                self.last_first_audio = time.perf_counter() - started
+                self.deadline.add(self.last_first_audio)
                 on_first_audio()
                 await out(first.frame)
                 async for event in events:
