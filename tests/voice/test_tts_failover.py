@@ -189,9 +189,10 @@ async def test_a_silent_cartesia_costs_its_learnt_deadline_not_three_seconds(cal
     print(f"healthy TTFA {min(healthy):.2f} s, silent Cartesia {silent.ttfa:.2f} s; TTS first audio "
           f"{tts_first_audio:.2f} s (healthy {healthy_stages['tts_ttfb']:.2f} s): deadline {deadline:.2f} s, "
           f"then the local voice {local_first:.2f} s")
-    # the deadline, then the local voice's first sentence, and little else; the turn's other stages (end
-    # of turn, STT) vary by seconds on a loaded machine, so they are not judged
-    assert tts_first_audio <= deadline + local_first + 0.5
+    # the deadline, then the local voice's first sentence, and little else (the hand-over's own event-loop
+    # hops slow down with the machine, as the local voice does: up to half of it, plus 0.3 s); the turn's
+    # other stages (end of turn, STT) vary by seconds on a loaded machine, so they are not judged
+    assert tts_first_audio <= deadline + 1.5 * local_first + 0.3
 
 
 async def test_the_apology_survives_cartesia_dropping_mid_sentence(call, upstream, spoken_cartesia):
