@@ -55,6 +55,13 @@ async def floor(s: Services, vad: Any, turn_detection: Any, local: dict[str, Any
                                                                      "max_delay": 0.0}})
 
 
+OURS_SETTINGS = ("build_session() as the worker: FallbackRouter([primary, backup]) with its defaults (hedge "
+                 "after 1.0 s), LLM max_retry 0; stt.FallbackAdapter([WatchedSTT(deepgram.STT), "
+                 "StreamAdapter(PocketSphinx)], attempt_timeout 3 s, max_retry_per_stt 0); "
+                 "FailoverTTS([cartesia.TTS, Piper joe]) (sentence-level failover, learnt first-audio "
+                 "deadline 0.4-3 s), session TTS timeout 3 s")
+
+
 async def livekit(s: Services, vad: Any, turn_detection: Any, local: dict[str, Any], turn: dict[str, Any]) -> Built:
     """LiveKit's documented wiring: llm/stt/tts.FallbackAdapter with their defaults over the stock plugins."""
     from livekit.agents import llm as lk_llm

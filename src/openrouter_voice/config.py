@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         default="openrouter-voice", validation_alias=AliasChoices("OPENROUTER_VOICE_REDIS_PREFIX", "redis_prefix"),
     )
 
+    # Seconds a committed voice turn may stay silent before "One moment." is said (0 turns it off).
+    voice_ack_after: float = Field(
+        default=2.0, validation_alias=AliasChoices("OPENROUTER_VOICE_ACK_AFTER", "voice_ack_after"),
+    )
+
     livekit_url: str | None = None
     livekit_api_key: str | None = None
     livekit_api_secret: SecretStr | None = None
@@ -254,6 +259,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is out of range: use words per second (e.g. 2.0), or 0 to turn the check off")
         return value
 
+    @field_validator("voice_ack_after")
+    @classmethod
+    def _check_ack_after(cls, value: float) -> float:
+        if not 0 <= value <= 60:
+            raise ValueError(f"{value} is out of range: use seconds (e.g. 2.0), or 0 to turn the acknowledgement off")
+        return value
+
     @field_validator("dribble_window")
     @classmethod
     def _check_dribble_window(cls, value: float) -> float:
@@ -338,6 +350,7 @@ _ENV_NAMES = {
     "endpoints": "OPENROUTER_VOICE_ENDPOINTS",
     "local_fallback": "OPENROUTER_VOICE_LOCAL_FALLBACK",
     "metrics_port": "OPENROUTER_VOICE_METRICS_PORT",
+    "voice_ack_after": "OPENROUTER_VOICE_ACK_AFTER",
     "weather_geocoding_url": "OPENROUTER_VOICE_GEOCODING_URL",
     "weather_forecast_url": "OPENROUTER_VOICE_FORECAST_URL",
     "redis_url": "OPENROUTER_VOICE_REDIS_URL",
@@ -359,6 +372,7 @@ _FIXES = {
     ),
     "OPENROUTER_VOICE_LOCAL_FALLBACK": "use true or false",
     "OPENROUTER_VOICE_METRICS_PORT": "set it to a free TCP port, e.g. OPENROUTER_VOICE_METRICS_PORT=9464, or unset it",
+    "OPENROUTER_VOICE_ACK_AFTER": "set it to seconds, e.g. OPENROUTER_VOICE_ACK_AFTER=2.0, or 0 to turn it off",
     "OPENROUTER_BASE_URL": "use an http(s) URL, e.g. https://openrouter.ai/api/v1",
     "OPENROUTER_FALLBACK_MODELS": "use a comma list, e.g. openai/gpt-4o-mini,meta-llama/llama-3.1-8b-instruct",
     "OPENROUTER_DEFAULT_MODEL": "use an id such as google/gemini-2.5-flash-lite",

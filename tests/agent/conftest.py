@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ class FakeOpenMeteo:
     base: str = ""
     queries: list[dict[str, str]] = field(default_factory=list)
     broken: bool = False
+    gate: asyncio.Event | None = None  # when set, forecasts wait for it: a tool as slow as a test needs
 
     @property
     def geocoding_url(self) -> str:
@@ -56,6 +58,8 @@ async def open_meteo() -> AsyncIterator[FakeOpenMeteo]:
 
     async def forecast(request: web.Request) -> web.Response:
         fake.queries.append(dict(request.query))
+        if fake.gate is not None:
+            await fake.gate.wait()
         key = (float(request.query["latitude"]), float(request.query["longitude"]))
         return web.json_response({"current": CURRENT[key], "current_units": {"temperature_2m": "°C"}})
 

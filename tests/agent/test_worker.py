@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from livekit.agents import AgentSession, cli, llm, stt, tts
+from livekit.agents import AgentSession, cli, llm, stt
 
 from openrouter_voice.agent import OpenRouterLLM
 from openrouter_voice.agent.worker import (
@@ -28,8 +28,10 @@ from openrouter_voice.agent.worker import (
 )
 from openrouter_voice.config import load_settings
 from openrouter_voice.local import REQUEST_OPTIONS
+from openrouter_voice.speech.dead_air import DeadAirGuard
 from openrouter_voice.speech.local_stt import LocalSTT
 from openrouter_voice.speech.local_tts import LocalTTS
+from openrouter_voice.speech.tts_failover import FailoverTTS
 from openrouter_voice.speech.watchdog import WatchedSTT
 from openrouter_voice.testing import Script, ScriptedUpstream
 from tests.conftest import TEST_KEY, require_local_extra
@@ -96,12 +98,13 @@ async def test_session_components_come_from_settings_and_llm_retries_are_off(env
                             llm=await build_llm(settings, check=False))
     assert isinstance(session, AgentSession)
     # Deepgram (watched for silence) then the local STT; Cartesia then the local voice
-    assert isinstance(session.stt, stt.FallbackAdapter) and isinstance(session.tts, tts.FallbackAdapter)
+    assert isinstance(session.stt, stt.FallbackAdapter) and isinstance(session.tts, FailoverTTS)
     first_stt, last_stt = session.stt._stt_instances
     assert isinstance(first_stt, WatchedSTT) and type(first_stt.inner).__module__.startswith("livekit.plugins.deepgram")
     assert isinstance(last_stt, stt.StreamAdapter) and isinstance(last_stt.wrapped_stt, LocalSTT)
-    assert [type(t).__module__.split(".")[-2] for t in session.tts._tts_instances] == ["cartesia", "speech"]
-    assert isinstance(session.tts._tts_instances[1], LocalTTS)
+    assert [type(v.tts).__module__.split(".")[-2] for v in session.tts.voices] == ["cartesia", "speech"]
+    assert isinstance(session.tts.voices[1].tts, LocalTTS)
+    assert DeadAirGuard.of(session) is not None and DeadAirGuard.of(session).after == 2.0  # type: ignore[union-attr]
     assert session.conn_options.tts_conn_options.timeout <= 3.0
     assert isinstance(session.llm, OpenRouterLLM)
     assert [t.model for t in session.llm.router.models] == ["openai/gpt-4o-mini", "google/gemini-2.5-flash-lite"]
@@ -480,3 +483,21 @@ def test_run_worker_serves_the_real_local_model_to_its_jobs(worker, env, monkeyp
     assert text.strip()
     with pytest.raises(httpx2.ConnectError):  # stopped with the CLI
         httpx2.get(f"{urls[0]}/models", timeout=2.0, trust_env=False)
+
+
+def test_prewarm_loads_the_local_speech_engines_even_behind_providers(env, monkeypatch):
+    """LiveKit prewarms only the first engine of a chain: the worker loads the local ones itself, so
+    the first fallback does not load them on a caller's turn."""
+    import gc
+    from types import SimpleNamespace
+
+    from openrouter_voice.agent import worker
+
+    env.setenv("DEEPGRAM_API_KEY", "dg-key-123456")
+    env.setenv("CARTESIA_API_KEY", "ca-key-123456")
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # not this test process's garbage collector
+    monkeypatch.setattr(worker, "load_turn_detection", lambda: "vad")
+    proc = SimpleNamespace(userdata={})
+    worker.prewarm(proc)  # type: ignore[arg-type]
+    assert isinstance(proc.userdata["local_tts"], LocalTTS) and proc.userdata["local_tts"]._voice is not None
+    assert isinstance(proc.userdata["local_stt"], LocalSTT) and proc.userdata["local_stt"]._decoder is not None

@@ -76,19 +76,21 @@ async def cartesia() -> AsyncIterator[ScriptedCartesia]:
 
 @pytest.fixture
 async def call(upstream: ScriptedUpstream, open_meteo: FakeOpenMeteo, tmp_path) -> AsyncIterator[Any]:  # noqa: F811
-    """``await call(models, deepgram=None, cartesia=None)``: a voice call on the worker's pipeline."""
+    """``await call(models, deepgram=None, cartesia=None, ack_after=0.0)``: a voice call on the worker's
+    pipeline; "One moment." is off unless ``ack_after`` is given (on a busy machine it would otherwise
+    lead answers whose exact text other tests check)."""
     from livekit.plugins import silero
 
     opened: list[VoiceCall] = []
 
     async def make(models: list[str], *, deepgram: ScriptedDeepgram | None = None,
-                   cartesia: ScriptedCartesia | None = None, **router_kwargs: Any) -> VoiceCall:
+                   cartesia: ScriptedCartesia | None = None, ack_after: float = 0.0, **router_kwargs: Any) -> VoiceCall:
         settings = Settings(
             deepgram_api_key="dg-test-key" if deepgram else None, cartesia_api_key="ca-test-key" if cartesia else None,
             deepgram_base_url=deepgram.base_url if deepgram else "https://api.deepgram.com",
             cartesia_base_url=cartesia.base_url if cartesia else "https://api.cartesia.ai",
             weather_geocoding_url=open_meteo.geocoding_url, weather_forecast_url=open_meteo.forecast_url,
-            _env_file=None)  # type: ignore[call-arg]
+            voice_ack_after=ack_after, _env_file=None)  # type: ignore[call-arg]
         router_kwargs.setdefault("first_token_timeout", 0.5)
         router_kwargs.setdefault("final_first_token_timeout", 1.0)
         router = FallbackRouter(models=models, api_key=TEST_KEY, base_url=upstream.base_url, **router_kwargs)

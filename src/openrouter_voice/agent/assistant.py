@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterable
+from typing import Any
 
-from livekit.agents import Agent, function_tool
+from livekit.agents import Agent, ModelSettings, function_tool, llm
 
 from ..router.catalog import Catalog, CatalogUnavailableError
 from ..router.deadlines import ttft_percentiles
@@ -53,6 +55,15 @@ class Assistant(Agent):
             weather = WeatherClient.from_settings(load_settings())
         self.weather = weather
         self.catalog = catalog or Catalog(llm.router.base_url, api_key=llm.router.api_key)
+
+    def llm_node(self, chat_ctx: llm.ChatContext, tools: list[llm.Tool],
+                 model_settings: ModelSettings) -> AsyncIterable[Any]:
+        """LiveKit's LLM node, led by "One moment." when the turn has been silent too long before the
+        model's first word (see :mod:`openrouter_voice.speech.dead_air`)."""
+        from ..speech.dead_air import DeadAirGuard, acknowledged_first
+
+        reply = Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+        return acknowledged_first(reply, DeadAirGuard.of(self.session))
 
     @function_tool
     async def get_weather(self, location: str) -> str:

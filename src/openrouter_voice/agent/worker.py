@@ -206,25 +206,45 @@ def build_session(settings: Settings, *, vad: Any, turn_detection: Any, llm: Ope
     (Deepgram / Cartesia first when their keys are set, the local engines last). The router owns LLM
     retries, so the session's LLM max_retry is 0: otherwise LiveKit re-sends a whole failed chain up
     to 3 more times per turn. Turn taking is :data:`TURN_HANDLING`, with ``turn``'s keys in its place.
+    A :class:`~openrouter_voice.speech.dead_air.DeadAirGuard` says "One moment." when a turn stays
+    silent ``OPENROUTER_VOICE_ACK_AFTER`` seconds.
     """
     from ..speech.chains import STT_CONN_OPTIONS, TTS_CONN_OPTIONS, build_stt, build_tts
+    from ..speech.dead_air import DeadAirGuard
+    from ..speech.tts_failover import FailoverTTS
 
     handling = {**TURN_HANDLING, **(turn or {}), "turn_detection": turn_detection}
-    return AgentSession(
+    tts = tts if tts is not None else build_tts(settings)
+    session: AgentSession[None] = AgentSession(
         stt=stt if stt is not None else build_stt(settings, vad=vad),
-        tts=tts if tts is not None else build_tts(settings), vad=vad, llm=llm,
+        tts=tts, vad=vad, llm=llm,
         turn_handling=handling,  # type: ignore[arg-type]
         conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0),
                                            stt_conn_options=STT_CONN_OPTIONS, tts_conn_options=TTS_CONN_OPTIONS),
     )
+    DeadAirGuard.watch(session, tts if isinstance(tts, FailoverTTS) else None, after=settings.voice_ack_after)
+    return session
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Load Silero VAD and the turn detector once per process, before jobs arrive."""
+    """Load Silero VAD, the turn detector and the local speech engines once per process, before jobs
+    arrive. The local engines are loaded even when Deepgram and Cartesia come first: LiveKit prewarms
+    only the first engine of a chain, and the first fallback would otherwise load them on a turn.
+    """
+    from ..speech.local_stt import LocalSTT
+    from ..speech.local_tts import LocalTTS
+
     redact_process_logs()
     start_job_telemetry()  # OTEL_* export from this process; turns relayed to the worker's scrape endpoint
     proc.userdata["vad"] = load_vad()
     proc.userdata["turn_detection"] = load_turn_detection()
+    for name, engine in (("local_stt", LocalSTT()), ("local_tts", LocalTTS())):
+        try:
+            engine.prewarm()
+            proc.userdata[name] = engine
+        except Exception as exc:  # a broken local engine is reported by its first use, with the fix
+            logger.warning("could not load the %s ahead of time (%s: %s)", name.replace("_", " "),
+                           type(exc).__name__, exc)
     # Move what start-up created (modules, models) out of the cyclic garbage collector's way: a full
     # collection then scans only the sessions' objects, which shortens its pause of every session's loop.
     gc.collect()
@@ -281,8 +301,12 @@ async def entrypoint(ctx: JobContext) -> None:
         await or_llm.aclose()
 
     ctx.add_shutdown_callback(end_of_session)  # first: whatever fails below, the connections are closed
-    session = build_session(settings, vad=ctx.proc.userdata["vad"],
-                            turn_detection=ctx.proc.userdata.get("turn_detection", "vad"), llm=or_llm)
+    from ..speech.chains import build_stt, build_tts
+
+    vad = ctx.proc.userdata["vad"]
+    session = build_session(settings, vad=vad, turn_detection=ctx.proc.userdata.get("turn_detection", "vad"),
+                            llm=or_llm, stt=build_stt(settings, vad=vad, local=ctx.proc.userdata.get("local_stt")),
+                            tts=build_tts(settings, local=ctx.proc.userdata.get("local_tts")))
     current_telemetry().watch_session(session, or_llm)  # each voice turn's metrics as it ends
     await session.start(agent=app.build_assistant(settings, or_llm, catalog=catalog), room=ctx.room)
 

@@ -1,6 +1,7 @@
-"""The worker's STT and TTS: Deepgram then the local STT, Cartesia then the local TTS, with
-LiveKit's own ``stt.FallbackAdapter`` / ``tts.FallbackAdapter``. Without a provider's key the
-chain is the local engine alone, so the agent hears and speaks offline.
+"""The worker's STT and TTS: Deepgram then the local STT, with LiveKit's own ``stt.FallbackAdapter``;
+Cartesia then the local TTS, with :class:`~.tts_failover.FailoverTTS` (LiveKit's ``tts.FallbackAdapter``
+drops the rest of a half-spoken answer). Without a provider's key the chain is the local engine
+alone, so the agent hears and speaks offline.
 
 What was checked in livekit-agents 1.8.9 (the JS SDK's TTS fallback closed the session while the
 provider returned 401, livekit/agents-js#2399): the Python adapters catch each child's error,
@@ -27,6 +28,7 @@ from ..config import Settings
 from .local_stt import LocalSTT
 from .local_tts import LocalTTS
 from .replay import ReplayingFallbackAdapter
+from .tts_failover import FailoverTTS
 from .watchdog import WatchedSTT
 
 STT_CONNECT_TIMEOUT = 3.0  # seconds for Deepgram's handshake before the local STT takes over
@@ -34,7 +36,9 @@ STT_CONNECT_TIMEOUT = 3.0  # seconds for Deepgram's handshake before the local S
 # once and interim results about every second of speech)
 STT_STALL_AFTER = 2.0
 STT_ANSWER_WITHIN = 1.2  # seconds after a question with no word back from Deepgram before it is given up
-TTS_TIMEOUT = 3.0  # seconds Cartesia may stay silent (handshake, or between messages) before the local voice speaks
+# seconds Cartesia may stay silent between messages mid-sentence; its first audio of each sentence has a
+# deadline learnt from its own recent sentences, at most this (speech/first_audio.py)
+TTS_TIMEOUT = 3.0
 # The session's connection options for speech: one attempt per provider inside the adapters (they
 # move to the next provider rather than retry), and a voice-scale timeout.
 TTS_CONN_OPTIONS = APIConnectOptions(max_retry=1, timeout=TTS_TIMEOUT, retry_interval=0.1)
@@ -60,11 +64,15 @@ def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT[Any] | None = 
 
 
 def build_tts(settings: Settings, *, local: tts.TTS[Any] | None = None) -> tts.TTS[Any]:
-    """Cartesia then ``local`` (Piper's "joe" voice by default), or ``local`` alone without a key."""
+    """Cartesia then ``local`` (Piper's "joe" voice by default), or ``local`` alone without a key.
+
+    The chain is :class:`~.tts_failover.FailoverTTS`, not LiveKit's adapter: it speaks the rest of an
+    answer on the next voice when one fails mid-answer, and learns each voice's first-audio deadline.
+    """
     local = local or LocalTTS()
     if settings.cartesia_api_key is None:
         return local
     from livekit.plugins import cartesia
 
     primary = cartesia.TTS(api_key=settings.cartesia_api_key.get_secret_value(), base_url=settings.cartesia_base_url)
-    return tts.FallbackAdapter([primary, local], max_retry_per_tts=0)
+    return FailoverTTS([primary, local], ceiling=TTS_TIMEOUT)

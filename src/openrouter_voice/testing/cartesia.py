@@ -39,11 +39,14 @@ async def tone(text: str, rate: int) -> bytes:
 class CartesiaScript(Fault):
     """One connection's behaviour. Besides the handshake faults: ``first_audio_delay`` (seconds before
     each context's first chunk), ``silent`` (take the text, never answer), ``drop_after_chunks``
-    (abort the socket after that many chunks of a context), ``error`` (answer with an error message)."""
+    (abort the socket after that many chunks of a context), ``drop_after_total_chunks`` (after that
+    many chunks over the connection, whatever the context: e.g. in an answer's second sentence),
+    ``error`` (answer with an error message)."""
 
     first_audio_delay: float = 0.0
     silent: bool = False
     drop_after_chunks: int | None = None
+    drop_after_total_chunks: int | None = None
     error: str | None = None
 
 
@@ -54,6 +57,7 @@ class CartesiaConnection:
     query: dict[str, str]
     requests: list[dict[str, Any]] = field(default_factory=list)
     contexts: dict[str, str] = field(default_factory=dict)
+    chunks: int = 0
 
 
 class ScriptedCartesia(SpeechServer[CartesiaScript]):
@@ -105,7 +109,9 @@ class ScriptedCartesia(SpeechServer[CartesiaScript]):
                     continue
                 data = json.loads(msg.data)
                 conn.requests.append(data)
-                script, generation = self._current(script, generation)
+                script, changed = self._current(script, generation)
+                if changed != generation:  # a new script counts its chunks afresh
+                    conn.chunks, generation = 0, changed
                 if not await self._answer(ws, conn, data, script):
                     break
         finally:
@@ -134,9 +140,11 @@ class ScriptedCartesia(SpeechServer[CartesiaScript]):
         audio = await self.voice(text, _rate(data)) if text.strip() else b""
         step = int(CHUNK_SECONDS * _rate(data)) * 2
         for sent, i in enumerate(range(0, len(audio), step)):
-            if script.drop_after_chunks is not None and sent >= script.drop_after_chunks:
+            if (script.drop_after_chunks is not None and sent >= script.drop_after_chunks) or (
+                    script.drop_after_total_chunks is not None and conn.chunks >= script.drop_after_total_chunks):
                 abort(ws)  # the socket dies mid-sentence
                 return False
+            conn.chunks += 1
             await ws.send_str(json.dumps({"type": "chunk", "context_id": context, "status_code": 206, "done": False,
                                           "data": base64.b64encode(audio[i:i + step]).decode(), "step_time": 1.0}))
             self.chunks_sent += 1
