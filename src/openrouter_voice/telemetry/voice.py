@@ -117,6 +117,10 @@ class _SessionWatch:
 
         return handle
 
+    def on_failover(self, ev: Any) -> None:
+        """FailoverTTS (the worker's TTS chain) gave up a voice mid-answer or before it."""
+        self.emit(SpeechFallback("tts", str(getattr(ev, "failed", None) or "unknown")[:100]))
+
 
 def watch_session(session: Any, llm: Any, sinks: Sequence[VoiceSink]) -> None:
     """Report each of ``session``'s voice turns to ``sinks`` as it ends, with ``llm``'s apologies
@@ -127,3 +131,6 @@ def watch_session(session: Any, llm: Any, sinks: Sequence[VoiceSink]) -> None:
         engine = getattr(session, stage, None)
         if engine is not None and hasattr(engine, "on"):
             engine.on(f"{stage}_availability_changed", watch.on_availability(stage))
+    tts = getattr(session, "tts", None)
+    if tts is not None and hasattr(tts, "on"):
+        tts.on("failover", watch.on_failover)  # speech/tts_failover.FailoverTTS's own event
