@@ -91,7 +91,10 @@ class EmbeddedStore:
                 [str(binary), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                  "--dir", str(self.directory), "--save", "", "--appendonly", "no", "--daemonize", "no",
                  "--loglevel", "notice"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                # Its own session: a Ctrl-C in the worker's terminal must not stop it while the worker
+                # drains its sessions; the worker stops it last.
+                start_new_session=True)
             ready = threading.Event()
             threading.Thread(target=self._drain, args=(process, ready), daemon=True,
                              name="embedded-valkey-output").start()
