@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -13,7 +14,7 @@ import redis
 
 from openrouter_voice.config import load_settings
 from openrouter_voice.fleet import aclose_all, store_of
-from openrouter_voice.fleet.embedded import EmbeddedStore, EmbeddedStoreUnavailable
+from openrouter_voice.fleet.embedded import EmbeddedStore, EmbeddedStoreUnavailable, reap_orphans, runtime_dir
 from openrouter_voice.router import FallbackRouter
 from openrouter_voice.testing import Script
 from tests.conftest import TEST_KEY, USER
@@ -91,3 +92,27 @@ async def test_a_router_here_and_a_router_in_another_process_share_a_verdict(ups
                 await process.wait()
         directory = store.directory
     assert directory is not None and not directory.exists()
+
+
+def test_a_store_left_by_a_killed_worker_is_reaped_and_a_running_workers_is_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    runtime_dir().mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a worker killed with SIGKILL: its pid is dead, its file and its store remain
+    orphan, alive = EmbeddedStore().start(), EmbeddedStore().start()
+    try:
+        assert orphan._process is not None and orphan.directory is not None
+        (runtime_dir() / f"health-{gone.pid}.url").write_text(orphan.url)
+        (runtime_dir() / f"health-{os.getpid()}.url").write_text(alive.url)  # this process: alive
+        assert reap_orphans() == 1
+        assert orphan._process.wait(10) is not None  # the orphan's server shut down
+        assert not orphan.directory.exists()
+        assert [p.name for p in runtime_dir().iterdir()] == [f"health-{os.getpid()}.url"]
+        client = redis.Redis.from_url(alive.url)
+        try:
+            assert client.ping()  # a running worker's store is left alone
+        finally:
+            client.close()
+    finally:
+        orphan.stop()
+        alive.stop()

@@ -194,9 +194,10 @@ def start_embedded_health(settings: Settings, argv: list[str]) -> EmbeddedStore 
     """
     if not wants_embedded_health(settings, argv):
         return None
-    from ..fleet.embedded import EmbeddedStore
+    from ..fleet.embedded import EmbeddedStore, reap_orphans
 
     try:
+        reap_orphans()  # stores of workers killed with SIGKILL on this machine
         return EmbeddedStore().start()
     except Exception as exc:  # any failure: per-process health beats no agent
         logger.warning("model health not shared between sessions, each keeps its own (%s: %s)",

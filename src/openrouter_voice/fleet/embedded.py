@@ -20,12 +20,15 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..cache import cache_root
 from .urls import check_redis_url
@@ -35,6 +38,7 @@ FIX = ("the embedded health store needs the valkey-server binary of the `valkeyl
        "server, or OPENROUTER_VOICE_EMBEDDED_HEALTH=false to keep health per process")
 _READY = "Ready to accept connections"
 _SOCKET = "valkey.sock"
+_PREFIX = "openrouter-voice-health-"
 
 
 class EmbeddedStoreUnavailable(RuntimeError):
@@ -85,7 +89,7 @@ class EmbeddedStore:
         """Start the server and return once it answers PING (bounded by ``ready_within``); on any
         failure nothing is left behind and :class:`EmbeddedStoreUnavailable` says why."""
         binary = self.binary or server_binary()
-        self.directory = Path(tempfile.mkdtemp(prefix="openrouter-voice-health-"))  # mode 0700
+        self.directory = Path(tempfile.mkdtemp(prefix=_PREFIX))  # mode 0700
         try:
             self._process = process = subprocess.Popen(
                 [str(binary), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
@@ -207,6 +211,33 @@ def find_advertised() -> tuple[str, int] | None:
         return None
     _, url, pid = max(found)
     return url, pid
+
+
+def reap_orphans() -> int:
+    """Stop the stores that killed workers left running (SIGKILL gives a worker no chance to stop its
+    own): for each runtime file whose worker is gone, ``SHUTDOWN NOSAVE`` through the socket it names,
+    then remove that directory and the file. Returns how many were reaped; never raises for one."""
+    reaped = 0
+    for path in runtime_dir().glob("health-*.url"):
+        number = path.stem.removeprefix("health-")
+        if not number.isdigit() or _alive(int(number)):
+            continue
+        try:
+            socket = Path(urllib.parse.urlsplit(check_redis_url(path.read_text())).path)
+        except (OSError, ValueError):
+            socket = Path()
+        # Only a socket of ours: a file that names anything else is removed, nothing more.
+        if socket.name == _SOCKET and socket.parent.name.startswith(_PREFIX):
+            # No retries: the server closing the connection is the success (redis-py would retry for 6 s).
+            client = redis.Redis(unix_socket_path=str(socket), socket_timeout=2.0, socket_connect_timeout=2.0,
+                                 retry=Retry(NoBackoff(), 0))
+            with contextlib.suppress(redis.RedisError, OSError):
+                client.shutdown(nosave=True)
+            client.close()
+            shutil.rmtree(socket.parent, ignore_errors=True)
+        path.unlink(missing_ok=True)
+        reaped += 1
+    return reaped
 
 
 def _alive(pid: int) -> bool:
