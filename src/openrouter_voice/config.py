@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         default="openrouter-voice", validation_alias=AliasChoices("OPENROUTER_VOICE_REDIS_PREFIX", "redis_prefix"),
     )
+    # Without a Redis URL, the voice worker shares health among its job processes through an embedded
+    # Valkey server it starts (fleet/embedded.py); false: each job process keeps its own.
+    embedded_health: bool = Field(
+        default=True, validation_alias=AliasChoices("OPENROUTER_VOICE_EMBEDDED_HEALTH", "embedded_health"),
+    )
 
     # Seconds a committed voice turn may stay silent before "One moment." is said (0 turns it off).
     voice_ack_after: float = Field(
@@ -355,6 +360,7 @@ _ENV_NAMES = {
     "weather_forecast_url": "OPENROUTER_VOICE_FORECAST_URL",
     "redis_url": "OPENROUTER_VOICE_REDIS_URL",
     "redis_prefix": "OPENROUTER_VOICE_REDIS_PREFIX",
+    "embedded_health": "OPENROUTER_VOICE_EMBEDDED_HEALTH",
 }
 _FIXES = {
     "OPENROUTER_FIRST_TOKEN_TIMEOUT": "set it to seconds, e.g. OPENROUTER_FIRST_TOKEN_TIMEOUT=2.0",
@@ -371,6 +377,7 @@ _FIXES = {
         'use JSON, e.g. OPENROUTER_VOICE_ENDPOINTS=\'{"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}\''
     ),
     "OPENROUTER_VOICE_LOCAL_FALLBACK": "use true or false",
+    "OPENROUTER_VOICE_EMBEDDED_HEALTH": "use true or false",
     "OPENROUTER_VOICE_METRICS_PORT": "set it to a free TCP port, e.g. OPENROUTER_VOICE_METRICS_PORT=9464, or unset it",
     "OPENROUTER_VOICE_ACK_AFTER": "set it to seconds, e.g. OPENROUTER_VOICE_ACK_AFTER=2.0, or 0 to turn it off",
     "OPENROUTER_BASE_URL": "use an http(s) URL, e.g. https://openrouter.ai/api/v1",
@@ -381,7 +388,8 @@ _FIXES = {
     "CARTESIA_BASE_URL": "use an http(s) URL, e.g. https://api.cartesia.ai (or unset it)",
     "OPENROUTER_APP_URL": "use an ASCII URL (percent-encode other characters), e.g. https://example.com",
     "OPENROUTER_API_KEY": "copy the key again from https://openrouter.ai/keys, on one line",
-    "OPENROUTER_VOICE_REDIS_URL": ("use redis://[:password@]host[:port][/db] (rediss:// for TLS), e.g. "
+    "OPENROUTER_VOICE_REDIS_URL": ("use redis://[:password@]host[:port][/db] (rediss:// for TLS, unix:///path "
+                                   "for a socket), e.g. "
                                    "OPENROUTER_VOICE_REDIS_URL=redis://127.0.0.1:6379/0, or unset it to keep "
                                    "health per worker"),
     "OPENROUTER_VOICE_REDIS_PREFIX": "use a short name without spaces, e.g. OPENROUTER_VOICE_REDIS_PREFIX=voice-prod",

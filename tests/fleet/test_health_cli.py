@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from openrouter_voice.cli.main import app
 from openrouter_voice.config import load_settings
 from openrouter_voice.fleet import aclose_all, store_of
+from openrouter_voice.fleet.embedded import EmbeddedStore, advertised
 from openrouter_voice.router import AllModelsFailedError, FallbackRouter
 from openrouter_voice.testing import Script, ScriptedUpstream
 from tests.conftest import TEST_KEY, USER
@@ -35,6 +37,7 @@ def env(monkeypatch, tmp_path, threaded_upstream, redis_server, prefix):
     monkeypatch.setenv("OPENROUTER_VOICE_REDIS_URL", redis_server.url)
     monkeypatch.setenv("OPENROUTER_VOICE_REDIS_PREFIX", prefix)
     monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # no real worker's runtime file
     return monkeypatch
 
 
@@ -90,6 +93,20 @@ def test_health_says_so_when_there_is_nothing_to_show(env):
     env.delenv("OPENROUTER_VOICE_REDIS_URL")
     result = CliRunner().invoke(app, ["health", "--once"])
     assert result.exit_code == 0 and "Nothing to show" in result.output
+
+
+def test_health_finds_a_running_workers_embedded_store_without_a_configured_url(env, threaded_upstream):
+    with EmbeddedStore() as store:
+        env.setenv("OPENROUTER_VOICE_REDIS_URL", store.url)  # the worker's job processes get it this way
+        write_state(threaded_upstream)
+        env.delenv("OPENROUTER_VOICE_REDIS_URL")  # `health` in another shell has none
+        with advertised(store.url):  # what the worker writes while it runs
+            result = CliRunner().invoke(app, ["health", "--once"])
+        assert result.exit_code == 0, result.output
+        assert "embedded store of the agent worker" in result.stdout and str(os.getpid()) in result.stdout
+        assert "Retry-After" in result.stdout and "excluded" in result.stdout
+        after = CliRunner().invoke(app, ["health", "--once"])  # the worker's file is gone with it
+        assert after.exit_code == 0 and "Nothing to show" in after.output
 
 
 def test_health_names_the_fix_when_redis_is_down(env, redis_server):

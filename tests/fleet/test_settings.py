@@ -15,7 +15,8 @@ from tests.conftest import TEST_KEY, USER
 
 
 @pytest.mark.parametrize("url", ["http://cache:6379", "redis://", "redis://cache:port/0", "redis://cache:6379/zero",
-                                 "memcached://:hunter2-secret@cache"])
+                                 "memcached://:hunter2-secret@cache", "unix://relative/valkey.sock",
+                                 "unix:///run/valkey.sock?db=zero"])
 def test_a_bad_url_names_the_variable_and_the_fix_and_never_shows_the_password(monkeypatch, url):
     monkeypatch.setenv("OPENROUTER_VOICE_REDIS_URL", url)
     with pytest.raises(ConfigError) as raised:
@@ -23,6 +24,23 @@ def test_a_bad_url_names_the_variable_and_the_fix_and_never_shows_the_password(m
     message = str(raised.value)
     assert "OPENROUTER_VOICE_REDIS_URL" in message and "redis://" in message and "Fix:" in message
     assert "hunter2-secret" not in message
+
+
+def test_a_unix_socket_url_is_accepted_as_the_worker_hands_its_embedded_store_to_jobs(monkeypatch):
+    monkeypatch.setenv("OPENROUTER_VOICE_REDIS_URL", "unix:///tmp/openrouter-voice-health-x/valkey.sock?db=0")
+    settings = load_settings(_env_file=None)
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == "unix:///tmp/openrouter-voice-health-x/valkey.sock?db=0"
+
+
+def test_the_embedded_store_setting_is_a_boolean_named_with_its_fix(monkeypatch):
+    monkeypatch.delenv("OPENROUTER_VOICE_EMBEDDED_HEALTH", raising=False)
+    assert load_settings(_env_file=None).embedded_health is True  # on by default
+    monkeypatch.setenv("OPENROUTER_VOICE_EMBEDDED_HEALTH", "false")
+    assert load_settings(_env_file=None).embedded_health is False
+    monkeypatch.setenv("OPENROUTER_VOICE_EMBEDDED_HEALTH", "sometimes")
+    with pytest.raises(ConfigError, match=r"OPENROUTER_VOICE_EMBEDDED_HEALTH.*use true or false"):
+        load_settings(_env_file=None)
 
 
 def test_a_bad_prefix_is_refused(monkeypatch):

@@ -11,7 +11,9 @@ Run it with livekit's own subcommands through the package's console script::
 With an OpenRouter key (and the ``local`` extra installed), the subcommands that run sessions start
 the embedded local model once, in this main process, and every session puts it at the end of its
 chain as the last resort when OpenRouter is unreachable (``OPENROUTER_VOICE_LOCAL_FALLBACK=false``
-turns that off).
+turns that off). Without ``OPENROUTER_VOICE_REDIS_URL``, it also starts an embedded Valkey server
+(:mod:`openrouter_voice.fleet.embedded`) through which every job process shares model health
+(``OPENROUTER_VOICE_EMBEDDED_HEALTH=false`` turns that off: each process keeps its own).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ..telemetry.worker import WorkerMetrics, serve_worker_metrics, start_job_te
 from .llm import OpenRouterLLM, TurnEvent
 
 if TYPE_CHECKING:
+    from ..fleet.embedded import EmbeddedStore
     from ..local import LocalModelServer
 
 logger = logging.getLogger("openrouter_voice.agent")
@@ -54,6 +57,8 @@ _PRINT_AND_EXIT_OPTIONS = {"--help", "-h", "--list-devices"}
 # one embedded model server it started listens. Set and cleared by run_worker only.
 LOCAL_URL_ENV = "OPENROUTER_VOICE_LOCAL_URL"
 LOCAL_MODEL_ENV = "OPENROUTER_VOICE_LOCAL_MODEL"
+# The same for the embedded health store: job processes load their settings, and so its URL, from here.
+REDIS_URL_ENV = "OPENROUTER_VOICE_REDIS_URL"
 
 # Turn taking, chosen from the false cut-off table of `make bench-voice` (BENCHMARKS.md, "Turn taking").
 # The end of a turn: Silero reports the end of speech after VAD_MIN_SILENCE of quiet, then LiveKit's turn
@@ -173,6 +178,53 @@ def local_model_environment(server: LocalModelServer | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def wants_embedded_health(settings: Settings, argv: list[str]) -> bool:
+    """Whether ``run_worker(argv)`` should start the embedded health store: only for subcommands that
+    run sessions, with no Redis configured and OPENROUTER_VOICE_EMBEDDED_HEALTH on."""
+    return runs_sessions(argv) and settings.embedded_health and settings.redis_url is None
+
+
+def start_embedded_health(settings: Settings, argv: list[str]) -> EmbeddedStore | None:
+    """Start the Valkey server this worker's job processes share model health through, if wanted.
+
+    Never raises: a store that cannot start is one warning naming the fix, and each job process then
+    keeps its own health, as without the store.
+    """
+    if not wants_embedded_health(settings, argv):
+        return None
+    from ..fleet.embedded import EmbeddedStore, reap_orphans
+
+    try:
+        reap_orphans()  # stores of workers killed with SIGKILL on this machine
+        return EmbeddedStore().start()
+    except Exception as exc:  # any failure: per-process health beats no agent
+        logger.warning("model health not shared between sessions, each keeps its own (%s: %s)",
+                       type(exc).__name__, exc)
+        return None
+
+
+@contextmanager
+def embedded_health_environment(store: EmbeddedStore | None) -> Iterator[None]:
+    """Point job processes (spawned inside the block) at ``store`` through OPENROUTER_VOICE_REDIS_URL,
+    and ``openrouter-voice health`` through the runtime file; both undone afterwards. Without a store
+    the environment is left alone (a Redis URL there is the user's)."""
+    if store is None:
+        yield
+        return
+    from ..fleet.embedded import advertised
+
+    saved = os.environ.get(REDIS_URL_ENV)
+    os.environ[REDIS_URL_ENV] = store.url
+    try:
+        with advertised(store.url):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(REDIS_URL_ENV, None)
+        else:
+            os.environ[REDIS_URL_ENV] = saved
 
 
 def local_model(settings: Settings) -> LocalModel | None:
@@ -316,7 +368,8 @@ def run_worker(argv: list[str]) -> None:
 
     Settings a subcommand needs are checked first and reported by name, instead of failing later.
     For subcommands that run sessions the embedded local model is started here, once for all job
-    processes (:func:`start_local_model`), and stopped when livekit's CLI returns.
+    processes (:func:`start_local_model`), and so is the embedded health store
+    (:func:`start_embedded_health`); both are stopped when livekit's CLI returns, or fails.
     """
     try:
         settings = load_settings()
@@ -338,12 +391,16 @@ def run_worker(argv: list[str]) -> None:
             raise SystemExit(2) from None
     metrics = serve_metrics(settings, argv)  # before livekit spawns the job processes, which report to it
     local = start_local_model(settings, argv)
+    health: EmbeddedStore | None = None
     try:
+        health = start_embedded_health(settings, argv)
         _hand_logging_to_livekit()
         sys.argv = ["openrouter-voice agent", *argv]
-        with local_model_environment(local):
+        with local_model_environment(local), embedded_health_environment(health):
             cli.run_app(server)
     finally:
+        if health is not None:
+            health.stop()
         if local is not None:
             local.stop()
         if metrics is not None:

@@ -19,11 +19,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import Settings
+from ..fleet.embedded import find_advertised
 from ..fleet.urls import masked
 from ..fleet.view import ModelRow, as_json, read_fleet
 
-NOTHING = ("Nothing to show: model health is kept inside each process (set OPENROUTER_VOICE_REDIS_URL to "
-           "share it across processes and machines, and to see it here).")
+NOTHING = ("Nothing to show: no agent worker with its embedded health store runs on this machine, and "
+           "OPENROUTER_VOICE_REDIS_URL is not set (set it to share model health across processes and machines, "
+           "and to see it here).")
 _COLOURS = {"closed": "green", "open": "red", "half-open": "yellow", "excluded": "magenta", "tool-less": "cyan"}
 
 
@@ -48,17 +50,30 @@ def health_table(rows: list[ModelRow], *, source: str) -> Table:
     return table
 
 
+def where(settings: Settings) -> tuple[str, str] | None:
+    """The URL to read health from and how to name it: OPENROUTER_VOICE_REDIS_URL, else the embedded
+    store of an agent worker running on this machine (found through its runtime file), else None."""
+    if settings.redis_url is not None:
+        url = settings.redis_url.get_secret_value()
+        return url, f"{masked(url)} (prefix {settings.redis_prefix})"
+    running = find_advertised()
+    if running is None:
+        return None
+    url, pid = running
+    return url, f"embedded store of the agent worker, pid {pid} ({url}, prefix {settings.redis_prefix})"
+
+
 def run_health(settings: Settings, *, once: bool, as_json_output: bool, interval: float, out: Console,
                err: Console) -> int:
     """Print the fleet's health (once, or live until Ctrl-C). Returns the exit code."""
-    if settings.redis_url is None:
+    found = where(settings)
+    if found is None:
         if as_json_output:
             out.print_json(json.dumps({"source": None, "models": [], "note": NOTHING}))
         else:
             err.print(NOTHING)
         return 0
-    url = settings.redis_url.get_secret_value()
-    source = f"{masked(url)} (prefix {settings.redis_prefix})"
+    url, source = found
     hedge_after = settings.hedge_after or None
 
     async def read() -> list[ModelRow]:
@@ -68,7 +83,8 @@ def run_health(settings: Settings, *, once: bool, as_json_output: bool, interval
         rows = asyncio.run(read())
     except (RedisError, OSError) as exc:
         err.print(f"[red]Cannot read model health from {escape(masked(url))}: {type(exc).__name__}.[/red] "
-                  "Fix: start Redis there, or correct OPENROUTER_VOICE_REDIS_URL.")
+                  "Fix: start Redis there, or correct OPENROUTER_VOICE_REDIS_URL (or, for a worker's embedded "
+                  "store, check that the worker still runs).")
         return 1
     if as_json_output:
         out.print_json(json.dumps(as_json(rows, source=source)))

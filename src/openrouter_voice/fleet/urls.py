@@ -4,10 +4,12 @@
 'redis://:s3cret-pass@cache.internal:6380/2'
 >>> masked("redis://default:s3cret-pass@cache.internal:6380/2")
 'redis://default:***@cache.internal:6380/2'
+>>> check_redis_url("unix:///run/voice/valkey.sock?db=0")
+'unix:///run/voice/valkey.sock?db=0'
 >>> check_redis_url("http://cache:6379")
 Traceback (most recent call last):
 ...
-ValueError: 'http://cache:6379' is not a Redis URL: use redis://[:password@]host[:port][/db], or rediss:// for TLS
+ValueError: 'http://cache:6379' is not a Redis URL: use redis://[:password@]host[:port][/db], rediss:// for TLS, or unix:///path/to/socket
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import urllib.parse
 
 from ..redact import MASK, register_secret
 
-SCHEMES = ("redis", "rediss")
-_FORM = "use redis://[:password@]host[:port][/db], or rediss:// for TLS"
+SCHEMES = ("redis", "rediss", "unix")
+_FORM = "use redis://[:password@]host[:port][/db], rediss:// for TLS, or unix:///path/to/socket"
 
 
 def check_redis_url(url: str) -> str:
@@ -30,9 +32,14 @@ def check_redis_url(url: str) -> str:
         port = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError:
         raise ValueError(f"{masked(url)!r} is not a Redis URL: {_FORM}") from None
-    if parts.scheme not in SCHEMES or not parts.hostname:
+    if parts.scheme == "unix":  # a local socket (the agent worker's embedded store): the path is the socket
+        if not parts.path.startswith("/") or parts.hostname:
+            raise ValueError(f"{masked(url)!r} is not a Redis URL: {_FORM}")
+        db = urllib.parse.parse_qs(parts.query).get("db", [""])[0]
+    elif parts.scheme not in SCHEMES or not parts.hostname:
         raise ValueError(f"{masked(url)!r} is not a Redis URL: {_FORM}")
-    db = parts.path.strip("/")
+    else:
+        db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ValueError(f"{masked(url)!r}: the database {db!r} must be a number (e.g. /0)")
     del port
