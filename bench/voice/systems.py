@@ -56,8 +56,9 @@ async def floor(s: Services, vad: Any, turn_detection: Any, local: dict[str, Any
 
 
 OURS_SETTINGS = ("build_session() as the worker: FallbackRouter([primary, backup]) with its defaults (hedge "
-                 "after 1.0 s), LLM max_retry 0; stt.FallbackAdapter([WatchedSTT(deepgram.STT), "
-                 "StreamAdapter(PocketSphinx)], attempt_timeout 3 s, max_retry_per_stt 0); "
+                 "after 1.0 s, first-sentence check in spoken turns), LLM max_retry 0; "
+                 "ReplayingFallbackAdapter([WatchedSTT(deepgram.STT), StreamAdapter(PocketSphinx)], "
+                 "attempt_timeout 3 s, max_retry_per_stt 0; the question in flight replayed); "
                  "FailoverTTS([cartesia.TTS, Piper joe]) (sentence-level failover, learnt first-audio "
                  "deadline 0.4-3 s), session TTS timeout 3 s")
 
@@ -99,10 +100,6 @@ async def original(s: Services, vad: Any, turn_detection: Any, local: dict[str, 
     return session, Agent(instructions=INSTRUCTIONS), llm.aclose
 
 
-OURS_SETTINGS = ("build_session() as the worker: FallbackRouter([primary, backup]) with its defaults (hedge "
-                 "after 1.0 s), LLM max_retry 0; stt.FallbackAdapter([WatchedSTT(deepgram.STT), "
-                 "StreamAdapter(PocketSphinx)], attempt_timeout 3 s, max_retry_per_stt 0); "
-                 "tts.FallbackAdapter([cartesia.TTS, Piper joe], max_retry_per_tts 0), session TTS timeout 3 s")
 LIVEKIT_SETTINGS = ("llm.FallbackAdapter([openai.LLM.with_openrouter(primary), ...(backup)]), "
                     "stt.FallbackAdapter([deepgram.STT, PocketSphinx], vad) and tts.FallbackAdapter([cartesia.TTS, "
                     "Piper joe]) with their documented defaults")
