@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from openrouter_voice.router import FallbackRouter
-from openrouter_voice.testing import ScriptedUpstream
+from openrouter_voice.testing import Script, ScriptedUpstream
 
 TEST_KEY = "sk-or-v1-test0123456789abcdefSECRET"
 
@@ -47,6 +47,18 @@ async def make_router(upstream: ScriptedUpstream) -> AsyncIterator[Callable[...,
 
 
 USER = [{"role": "user", "content": "What's up?"}]
+
+
+def continuing(full: str, **fields: Any) -> Callable[[dict[str, Any]], Script]:
+    """A backup script that honours prefill: it continues ``full`` after what was already said."""
+
+    def script(body: dict[str, Any]) -> Script:
+        last = body["messages"][-1]
+        said = last["content"] if last["role"] == "assistant" else ""
+        assert full.startswith(said)
+        return Script(text=full[len(said):], **fields)
+
+    return script
 
 
 @pytest.fixture(autouse=True)

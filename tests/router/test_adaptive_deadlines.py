@@ -14,7 +14,7 @@ from typing import Any
 from openrouter_voice.router import Outcome
 from openrouter_voice.router.deadlines import HEDGE_FLOOR, STALL_FLOOR, hedge_delay, stall_deadline
 from openrouter_voice.testing import Script
-from tests.conftest import USER
+from tests.conftest import USER, continuing
 from tests.timing import halfway, until
 
 FULL = ("Today will be mostly sunny with a light breeze from the west, a high of twenty two degrees, "
@@ -28,18 +28,6 @@ def lognormal(seed: int, text: str = "Healthy reply.", **fields: Any) -> Any:
 
     def script(body: dict[str, Any]) -> Script:
         return Script(text=text, ttft=rng.lognormvariate(math.log(P50), SIGMA), **fields)
-
-    return script
-
-
-def continuing(**fields: Any) -> Any:
-    """A backup that honours prefill: it continues FULL after what was already said."""
-
-    def script(body: dict[str, Any]) -> Script:
-        last = body["messages"][-1]
-        said = last["content"] if last["role"] == "assistant" else ""
-        assert FULL.startswith(said)
-        return Script(text=FULL[len(said):], **fields)
 
     return script
 
@@ -122,7 +110,7 @@ async def test_closing_the_router_stops_watching_hedge_losers(upstream, make_rou
 async def test_a_stall_is_caught_by_the_models_rhythm_well_before_stall_timeout(upstream, make_router):
     upstream.script("a/primary", [*[Script(text=FULL, tokens_per_second=200) for _ in range(4)],
                                   Script(text=FULL, tokens_per_second=200, stall_after_tokens=6)])
-    upstream.script("b/backup", continuing(tokens_per_second=200))
+    upstream.script("b/backup", continuing(FULL, tokens_per_second=200))
     router = make_router(["a/primary", "b/backup"], stall_timeout=1.5)
     for _ in range(4):  # 4 healthy replies of 20 tokens: 76 gaps of ~5 ms
         await router.complete(USER)
@@ -143,7 +131,7 @@ async def test_a_stall_is_caught_by_the_models_rhythm_well_before_stall_timeout(
 
 async def test_a_failed_attempts_gaps_do_not_teach_the_rhythm(upstream, make_router):
     upstream.script("a/primary", Script(text=FULL, tokens_per_second=200, stall_after_tokens=6))
-    upstream.script("b/backup", continuing(tokens_per_second=200))
+    upstream.script("b/backup", continuing(FULL, tokens_per_second=200))
     router = make_router(["a/primary", "b/backup"], stall_timeout=0.3)
     await router.complete(USER)
     assert len(router.health.latency("a/primary").gap) == 0
@@ -154,7 +142,7 @@ async def test_a_dribbling_primary_is_cut_and_the_backup_continues_without_repea
     # A few words, then one word every 0.7 s: alive (no stall timeout fires) but slower than speech.
     upstream.script("a/dribbles", Script(text=FULL, tokens_per_second=100, dribble_after_tokens=4,
                                          dribble_interval=0.7))
-    upstream.script("b/backup", continuing(tokens_per_second=100))
+    upstream.script("b/backup", continuing(FULL, tokens_per_second=100))
     router = make_router(["a/dribbles", "b/backup"], stall_timeout=1.5, dribble_words_per_second=2.0,
                          dribble_window=2.0)
     started = time.monotonic()

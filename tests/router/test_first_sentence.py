@@ -14,23 +14,11 @@ from openrouter_voice.router.deadlines import SENTENCE_CEILING, SENTENCE_FLOOR, 
 from openrouter_voice.router.first_sentence import FirstSentenceWatch, sentence_end
 from openrouter_voice.router.latency import ModelLatency
 from openrouter_voice.testing import Script
-from tests.conftest import USER
+from tests.conftest import USER, continuing
 
 FULL = ("Today will be mostly sunny with a light breeze from the west and a high of twenty two degrees. "
         "Enjoy the clear evening.")
 FIRST_END = FULL.index(". ") + 1
-
-
-def continuing(**fields: Any) -> Any:
-    """A backup that honours prefill: it continues FULL after what was already said."""
-
-    def script(body: dict[str, Any]) -> Script:
-        last = body["messages"][-1]
-        said = last["content"] if last["role"] == "assistant" else ""
-        assert FULL.startswith(said)
-        return Script(text=FULL[len(said):], **fields)
-
-    return script
 
 
 def words_from(chunks: list[tuple[float, str, str]], model: str) -> int:
@@ -126,7 +114,7 @@ async def test_a_dribbling_primary_is_continued_by_the_backup_within_the_bound(u
     interval = 0.7
     upstream.script("a/dribbles", Script(text=FULL, tokens_per_second=100, dribble_after_tokens=2,
                                          dribble_interval=interval))
-    upstream.script("b/backup", continuing(tokens_per_second=200))
+    upstream.script("b/backup", continuing(FULL, tokens_per_second=200))
     router = make_router(["a/dribbles", "b/backup"], stall_timeout=1.5, dribble_words_per_second=0,
                          first_sentence_timeout=0.5)
     with caplog.at_level(logging.DEBUG, logger="openrouter_voice.router"):
