@@ -32,6 +32,7 @@ from openrouter_voice.agent.honesty import LIVE_TOPICS, WEATHER, LiveLookupGuard
 from openrouter_voice.local import REQUEST_OPTIONS, LocalModelServer
 from openrouter_voice.router import FallbackRouter
 
+from ..sections import replace_section
 from .questions import QUESTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,13 +160,7 @@ def main() -> None:
     section = render(systems, args.rounds, time.monotonic() - started)
     print(section)
     if not args.no_write:
-        target = ROOT / "BENCHMARKS.md"
-        text = target.read_text() if target.exists() else ""
-        if BEGIN in text and END in text:
-            text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        target.write_text(text)
+        replace_section(ROOT / "BENCHMARKS.md", BEGIN, END, section)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..sections import replace_section
 from .harness import TurnRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,11 +188,6 @@ def plot(results: Results, path: Path) -> None:
 
 
 def write(section: str, results: Results, target: Path, image: Path) -> None:
-    text = target.read_text() if target.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    target.write_text(text)
+    replace_section(target, BEGIN, END, section)
     if results:
         plot(results, image)
