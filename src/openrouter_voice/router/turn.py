@@ -214,9 +214,10 @@ class TurnRunner:
         self.health.record_reply(live.target.label, ttft=done.ttft, gaps=live.gaps, sentence=sentence,
                                  cost=done.usage.cost if done.usage else None)
         _log_attempt(attempt, live.index)
-        logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
-                     done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
-                     done.usage or "not reported")
+        if logger.isEnabledFor(logging.DEBUG):  # the sum walks every chunk of the reply
+            logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
+                         done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
+                         done.usage or "not reported")
         self._note_passed_over(live.target)
         result = Completion(text="".join(turn.emitted), model=done.served_model, tool_calls=done.tool_calls,
                             usage=turn.usage, attempts=turn.attempts, finish_reason=done.finish_reason, id=done.id)
