@@ -62,6 +62,8 @@ async def close_response(response: httpx2.Response,
                 await events.aclose()
         await response.aclose()
 
+    if response.is_closed and (events is None or getattr(events, "ag_frame", None) is None):
+        return  # read to its end (httpx2 closed it, the reader finished): no clean-up task to start
     task = asyncio.ensure_future(close())
     _closing.add(task)
     task.add_done_callback(_closing.discard)

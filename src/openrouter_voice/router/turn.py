@@ -406,6 +406,8 @@ async def _next(live: _Live) -> str | AttemptDone:
 
 
 def _log_attempt(attempt: Attempt, index: int) -> None:
+    if not logger.isEnabledFor(logging.INFO):  # its arguments are formatted before logging could drop them
+        return
     logger.info(
         "attempt %d model=%s outcome=%s status=%s ttft=%s latency=%.3fs%s",
         index + 1, attempt.model, attempt.outcome.value, attempt.status if attempt.status is not None else "-",
