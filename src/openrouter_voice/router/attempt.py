@@ -48,15 +48,9 @@ class Deadlines:
     dribble_window: float = 2.0
 
 
-async def stream_attempt(
-    client: httpx2.AsyncClient,
-    target: Target,
-    body: dict[str, Any],
-    headers: dict[str, str],
-    deadlines: Deadlines,
-    gaps: list[float] | None = None,
-    sentence: FirstSentenceWatch | None = None,
-) -> AsyncGenerator[str | AttemptDone, None]:
+async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[str, Any], headers: dict[str, str],
+                         deadlines: Deadlines, gaps: list[float] | None = None,
+                         sentence: FirstSentenceWatch | None = None) -> AsyncGenerator[str | AttemptDone, None]:
     """Send one streaming chat request; yield text deltas, then one :class:`AttemptDone`.
 
     Raises :class:`AttemptFailed` on HTTP errors, in-stream error events, deadlines, a reply too
@@ -128,12 +122,18 @@ async def stream_attempt(
         watchdog.close()
         await close_response(response, events)
     try:
-        done = parser.finish(ttft)
+        done = _finish(parser, ttft, sentence)
     except ChunkError as exc:
         raise fail(exc.outcome, exc.info) from None
+    yield done
+
+
+def _finish(parser: ChunkParser, ttft: float | None, sentence: FirstSentenceWatch | None) -> AttemptDone:
+    """The whole reply (:class:`ChunkError` if it is unusable); a spoken one's last words end its sentence."""
+    done = parser.finish(ttft)
     if sentence is not None and not done.tool_calls:
         sentence.finish()
-    yield done
+    return done
 
 
 def _speak_by(sentence: FirstSentenceWatch, loop: asyncio.AbstractEventLoop) -> float | None:
