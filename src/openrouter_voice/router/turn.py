@@ -170,7 +170,7 @@ class TurnRunner:
     async def _serve(self, live: _Live, first: str | AttemptDone,
                      on_result: Callable[[Completion], None]) -> AsyncGenerator[StreamChunk, None]:
         """Stream the winner's reply (through its repeat guard when continuing), then finish the turn."""
-        turn, attempt = self.turn, live.attempt
+        turn, attempt, label = self.turn, live.attempt, live.target.label  # per chunk: no property call
         finished = False
         try:
             event = first
@@ -179,7 +179,7 @@ class TurnRunner:
                 if text:
                     attempt.emitted_text = True
                     turn.emitted.append(text)
-                    yield StreamChunk(text=text, model=live.target.label)
+                    yield StreamChunk(text=text, model=label)
                 event = await _next(live)
             tail = live.guard.flush() if live.guard else ""
             if tail:
