@@ -32,6 +32,7 @@ from .watchdog import ReadDeadline
 
 __all__ = ["AttemptDone", "AttemptFailed", "Deadlines", "stream_attempt"]
 
+_DRAIN_WAIT = 0.05  # seconds to read the rest of a finished reply's body (the trailer after [DONE])
 _ARRIVED_GRACE = 0.005  # seconds to read an event already received once the first-sentence deadline passed
 
 
@@ -98,7 +99,7 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
             except ChunkError as exc:
                 raise fail(exc.outcome, exc.info) from None
             if parsed.done:
-                await _drain(events)  # read to the end of the body so the connection goes back to the pool warm
+                await _drain(events, watchdog, loop.time() + _DRAIN_WAIT)  # the connection goes back to the pool warm
                 break
             dribbled = None
             if parsed.content:
@@ -185,8 +186,9 @@ def _timed_out(before_first_token: bool, past_hard_stop: bool, deadlines: Deadli
     return Outcome.STALL, failure(f"stream stalled for {deadlines.stall:g}s")
 
 
-async def _drain(events: AsyncGenerator[str, None]) -> None:
-    with contextlib.suppress(TimeoutError, httpx2.HTTPError, SSEError):
-        async with asyncio.timeout(0.05):
-            async for _ in events:
-                pass
+async def _drain(events: AsyncGenerator[str, None], watchdog: ReadDeadline, until: float) -> None:
+    """Read to the end of the body by loop time ``until`` (under the attempt's own read deadline: no
+    timeout context of its own)."""
+    with contextlib.suppress(StopAsyncIteration, TimeoutError, httpx2.HTTPError, SSEError):
+        while True:
+            await watchdog.read(anext(events), until)
