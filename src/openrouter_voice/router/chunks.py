@@ -57,7 +57,9 @@ class AttemptDone:
     ttft: float | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__ (1.8 us a chunk
+# against 0.3 us measured on the bench machine); nothing mutates one.
+@dataclass(slots=True)
 class Parsed:
     """What one event carried: ``text`` to speak, whether it had ``content`` (text or tool-call
     deltas: what deadlines count), a ``choice`` at all (usage-only trailers have none), whether it was
@@ -127,6 +129,7 @@ class ChunkParser:
             raise unreadable(exc) from None
 
     def _feed(self, data: str) -> Parsed:
+        # Runs per chunk: one lookup per field, no method call the common text delta does not need.
         if not data:
             return _NOTHING
         if data.strip() == "[DONE]":
@@ -144,43 +147,43 @@ class ChunkParser:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return _NOTHING
         choice = choices[0]
-        raw_delta = choice.get("delta")
-        delta: dict[str, Any] = raw_delta if isinstance(raw_delta, dict) else {}
-        text = self._text(delta)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+        content = delta.get("content")
+        text = self._text(content) if content and isinstance(content, str) else ""
+        reason = choice.get("finish_reason")
         try:
-            tools = self._tools(delta)
-            reason = choice.get("finish_reason")
+            tools = self._tools(delta["tool_calls"]) if delta.get("tool_calls") else False
             if reason == "error":
                 raise ChunkError(Outcome.STREAM_ERROR, classify(200, chunk, in_stream=True))
         except ChunkError as exc:
             if not text:
                 raise
-            return Parsed(text, content=True, choice=True, error=exc)
-        if isinstance(reason, str) and reason:
+            return Parsed(text, True, True, False, exc)
+        if reason and isinstance(reason, str):
             self.finish_reason = reason
-        return Parsed(text, content=True, choice=True) if text or tools else _CHOICE
+        return Parsed(text, True, True) if text or tools else _CHOICE
 
     def _note_metadata(self, chunk: dict[str, Any]) -> None:
-        if isinstance(chunk.get("model"), str) and chunk["model"]:
-            self.served_model = chunk["model"]
+        model = chunk.get("model")
+        if model and isinstance(model, str):
+            self.served_model = model
         if self.completion_id is None and isinstance(chunk.get("id"), str):
             self.completion_id = chunk["id"]
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = Usage.from_payload(chunk["usage"])
+        usage = chunk.get("usage")
+        if usage is not None and isinstance(usage, dict):
+            self.usage = Usage.from_payload(usage)
 
-    def _text(self, delta: dict[str, Any]) -> str:
-        """The text of one delta (within the reply's size cap)."""
-        content = delta.get("content")
-        if not isinstance(content, str) or not content:
-            return ""
+    def _text(self, content: str) -> str:
+        """A delta's text (within the reply's size cap)."""
         self.text_chars += len(content)
         if self.text_chars > self.max_text_chars:
             raise _bad(f"reply longer than {self.max_text_chars} characters", Action.NEXT)
         return content
 
-    def _tools(self, delta: dict[str, Any]) -> bool:
-        """Merge the delta's tool-call parts; whether it had any."""
-        tool_deltas = delta.get("tool_calls")
+    def _tools(self, tool_deltas: Any) -> bool:
+        """Merge a delta's tool-call parts; whether it had any."""
         if not isinstance(tool_deltas, list) or not tool_deltas:
             return False
         for tool_delta in tool_deltas:

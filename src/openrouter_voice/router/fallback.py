@@ -23,26 +23,24 @@ chain (that would try the same broken model twice per turn), which raises :class
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
-import ssl
 from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import httpcore2
 import httpx2
 
 from ..redact import register_secret
 from . import defaults
+from .connections import http_client as new_client
+from .connections import warm_up
 from .defaults import OPENROUTER
 from .errors import ConfigurationError
 from .events import TurnObserver, end_watches, start_watches
 from .health import HealthTracker
 from .plan import left_out, order, tools_first
-from .policy import HedgeBudget, Limits, TurnPolicy
+from .policy import HedgeBudget, Limits, TurnPolicy, check_limits
 from .ranking import UptimeRanking
 from .request import check_body, encodable, header_safe, headers_for
 from .stragglers import Stragglers
@@ -54,22 +52,6 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 logger = logging.getLogger("openrouter_voice.router")
-
-
-def _http_client(max_connections: int) -> httpx2.AsyncClient:
-    # Pooled keep-alive connections: a warm TLS connection saves ~100 ms of a voice turn.
-    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
-                          keepalive_expiry=60.0)
-    # Deadlines are enforced by the router per attempt; these are only backstops.
-    timeout = httpx2.Timeout(connect=10.0, read=120.0, write=10.0, pool=10.0)
-    return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False, verify=_tls_context())
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA store takes ~20-30 ms of the event loop; a router per voice session would block
-    # every other session that long at each start. One context serves every client (it is thread-safe).
-    return httpcore2.default_ssl_context()
 
 
 class FallbackRouter:
@@ -150,17 +132,10 @@ class FallbackRouter:
         self.final_first_token_timeout = max(float(final_first_token_timeout), self.first_token_timeout)
         self.total_timeout = float(total_timeout)
         self.hedge_after = float(hedge_after) if hedge_after else None
-        for name, value in (("first_token_timeout", self.first_token_timeout),
-                            ("stall_timeout", self.stall_timeout), ("total_timeout", self.total_timeout)):
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-        if dribble_words_per_second < 0 or not dribble_window > 0:
-            raise ConfigurationError("dribble_words_per_second must be >= 0 (0: off) and dribble_window > 0 seconds, "
-                                     f"got {dribble_words_per_second!r} and {dribble_window!r}")
+        check_limits(first_token=self.first_token_timeout, stall=self.stall_timeout, total=self.total_timeout,
+                     dribble_words_per_second=dribble_words_per_second, dribble_window=dribble_window,
+                     first_sentence=first_sentence_timeout)
         self.dribble_words_per_second = float(dribble_words_per_second)
-        if not first_sentence_timeout >= 0:
-            raise ConfigurationError("first_sentence_timeout must be >= 0 seconds (0: off), "
-                                     f"got {first_sentence_timeout!r}")
         self.first_sentence_timeout = float(first_sentence_timeout)
         self.dribble_window = float(dribble_window)
         self._hedges = HedgeBudget(hedge_budget)
@@ -178,7 +153,7 @@ class FallbackRouter:
         self.ranking = UptimeRanking() if predictive_ranking else None
         self.extra_body = dict(extra_body or {})
         self._owns_client = http_client is None
-        self._client = http_client or _http_client(max_connections)
+        self._client = http_client or new_client(max_connections)
         self._models: list[Target] = []
         self._tool_support: dict[str, bool] = {}
         self._chosen: Target | None = None
@@ -425,19 +400,7 @@ class FallbackRouter:
 
         >>> await router.warmup()  # doctest: +SKIP
         """
-        seen: set[str] = set()
-        for target in self._models:
-            if target.base_url in seen:
-                continue
-            seen.add(target.base_url)
-            path = "/key" if target.endpoint == OPENROUTER else "/models"
-            headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
-            try:
-                async with asyncio.timeout(5.0):
-                    response = await self._client.get(target.base_url + path, headers=headers)
-                    await response.aread()
-            except (TimeoutError, httpx2.HTTPError) as exc:
-                logger.debug("warm-up of %s failed: %s", target.endpoint, type(exc).__name__)
+        await warm_up(self._client, self._models)
 
     async def aclose(self) -> None:
         """Stop watching hedge losers; close pooled connections (only if the router created its HTTP client)."""

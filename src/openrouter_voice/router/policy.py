@@ -19,6 +19,7 @@ import httpx2
 from .attempt import Deadlines
 from .deadlines import first_sentence_bound, stall_deadline
 from .defaults import FIRST_SENTENCE_WORDS_PER_SECOND, RETRY_AFTER_WAIT
+from .errors import ConfigurationError
 from .first_sentence import FirstSentenceWatch
 from .health import HealthTracker
 from .latency import ModelLatency
@@ -69,6 +70,26 @@ class Limits:
         if watch.ended:
             return None, "a sentence was already spoken"
         return watch, chosen.why if chosen else "last model"
+
+
+def check_limits(*, first_token: float, stall: float, total: float, dribble_words_per_second: float,
+                 dribble_window: float, first_sentence: float) -> None:
+    """:class:`~.errors.ConfigurationError` naming the first limit that is out of range.
+
+    >>> check_limits(first_token=2.0, stall=0.0, total=90.0, dribble_words_per_second=2.0, dribble_window=2.0,
+    ...              first_sentence=0.5)
+    Traceback (most recent call last):
+    ...
+    openrouter_voice.router.errors.ConfigurationError: stall_timeout must be a positive number of seconds, got 0.0
+    """
+    for name, value in (("first_token_timeout", first_token), ("stall_timeout", stall), ("total_timeout", total)):
+        if not value > 0:
+            raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if dribble_words_per_second < 0 or not dribble_window > 0:
+        raise ConfigurationError("dribble_words_per_second must be >= 0 (0: off) and dribble_window > 0 seconds, "
+                                 f"got {dribble_words_per_second!r} and {dribble_window!r}")
+    if not first_sentence >= 0:
+        raise ConfigurationError(f"first_sentence_timeout must be >= 0 seconds (0: off), got {first_sentence!r}")
 
 
 class HedgeBudget:

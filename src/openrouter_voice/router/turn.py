@@ -170,7 +170,7 @@ class TurnRunner:
     async def _serve(self, live: _Live, first: str | AttemptDone,
                      on_result: Callable[[Completion], None]) -> AsyncGenerator[StreamChunk, None]:
         """Stream the winner's reply (through its repeat guard when continuing), then finish the turn."""
-        turn, attempt = self.turn, live.attempt
+        turn, attempt, label = self.turn, live.attempt, live.target.label  # per chunk: no property call
         finished = False
         try:
             event = first
@@ -179,7 +179,7 @@ class TurnRunner:
                 if text:
                     attempt.emitted_text = True
                     turn.emitted.append(text)
-                    yield StreamChunk(text=text, model=live.target.label)
+                    yield StreamChunk(text=text, model=label)
                 event = await _next(live)
             tail = live.guard.flush() if live.guard else ""
             if tail:
@@ -214,9 +214,10 @@ class TurnRunner:
         self.health.record_reply(live.target.label, ttft=done.ttft, gaps=live.gaps, sentence=sentence,
                                  cost=done.usage.cost if done.usage else None)
         _log_attempt(attempt, live.index)
-        logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
-                     done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
-                     done.usage or "not reported")
+        if logger.isEnabledFor(logging.DEBUG):  # the sum walks every chunk of the reply
+            logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
+                         done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
+                         done.usage or "not reported")
         self._note_passed_over(live.target)
         result = Completion(text="".join(turn.emitted), model=done.served_model, tool_calls=done.tool_calls,
                             usage=turn.usage, attempts=turn.attempts, finish_reason=done.finish_reason, id=done.id)
@@ -405,6 +406,8 @@ async def _next(live: _Live) -> str | AttemptDone:
 
 
 def _log_attempt(attempt: Attempt, index: int) -> None:
+    if not logger.isEnabledFor(logging.INFO):  # its arguments are formatted before logging could drop them
+        return
     logger.info(
         "attempt %d model=%s outcome=%s status=%s ttft=%s latency=%.3fs%s",
         index + 1, attempt.model, attempt.outcome.value, attempt.status if attempt.status is not None else "-",

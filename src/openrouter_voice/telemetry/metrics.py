@@ -12,13 +12,21 @@ and observable gauges that read each watched chain's circuits when a reader coll
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from . import names as n
 from .record import TurnRecord, provider_name
+
+logger = logging.getLogger("openrouter_voice.telemetry")
+
+PENDING_LIMIT = 256
+"""Turns held for the next collection at most: past it they are recorded at once (a provider with no
+reader that collects must not grow memory)."""
 
 ChainState = Callable[[], Iterable[tuple[str, str, float]] | None]
 """Returns ``(chain id, circuit state, cooldown seconds left)`` for each model of a chain; None once
@@ -38,8 +46,10 @@ class Totals:
     {('a/x',): 3.0}
     """
 
-    def __init__(self, meter: Meter, name: str, unit: str, description: str, keys: tuple[str, ...]) -> None:
+    def __init__(self, meter: Meter, name: str, unit: str, description: str, keys: tuple[str, ...],
+                 before: Callable[[], None] | None = None) -> None:
         self.keys = keys
+        self._before = before  # run first when a reader collects
         self._values: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()  # added to on the event loop, read on the reader's thread
         meter.create_observable_counter(name, [self._observe], unit=unit, description=description)
@@ -53,13 +63,24 @@ class Totals:
             return dict(self._values)
 
     def _observe(self, options: CallbackOptions) -> Sequence[Observation]:
+        if self._before is not None:
+            self._before()
         return [Observation(total, dict(zip(self.keys, key, strict=True))) for key, total in self.values().items()]
 
 
 class RouterMetrics:
-    """Every router instrument on ``meter``; see :mod:`.names` for the list."""
+    """Every router instrument on ``meter``; see :mod:`.names` for the list.
+
+    A router's turns are deferred (:meth:`defer`): the turn pays a queue append, and the records are
+    made when a reader next collects (every instrument's callback first runs :meth:`flush`), with
+    the same values (exemplars aside: they are recorded outside the turn's context). Recording a turn
+    in the SDK (four histogram points, the counters) costs ~45 us alone on the 2-core bench machine
+    and added 0.13 ms per request in the interleaved overhead benchmark; recorded in a batch when a
+    Prometheus scrape or an OTLP export comes (every 15-60 s), it adds no measurable time.
+    """
 
     def __init__(self, meter: Meter) -> None:
+        self._pending: deque[Callable[[], TurnRecord]] = deque()
         self.duration = meter.create_histogram(
             n.OPERATION_DURATION, unit="s", description="GenAI operation duration (one router turn)",
             explicit_bucket_boundaries_advisory=n.DURATION_BUCKETS)
@@ -69,16 +90,16 @@ class RouterMetrics:
         self.tokens = meter.create_histogram(
             n.TOKEN_USAGE, unit="{token}", description="Tokens used by one turn, by gen_ai.token.type",
             explicit_bucket_boundaries_advisory=n.TOKEN_BUCKETS)
-        model = (n.MODEL, n.PROVIDER_NAME)
+        model, flush = (n.MODEL, n.PROVIDER_NAME), self.flush
         self.attempts = Totals(meter, n.ATTEMPTS, "{attempt}", "Requests sent to a model, by outcome and reason",
-                               (*model, n.OUTCOME, n.REASON))
+                               (*model, n.OUTCOME, n.REASON), flush)
         self.fallbacks = Totals(meter, n.FALLBACKS, "{fallback}", "Turns a model could not serve, who took over "
-                                "and why", (n.FROM_MODEL, n.TO_MODEL, n.REASON))
-        self.hedges = Totals(meter, n.HEDGES, "{request}", "Hedged requests sent", model)
-        self.hedges_won = Totals(meter, n.HEDGES_WON, "{request}", "Hedged requests that spoke first", model)
+                                "and why", (n.FROM_MODEL, n.TO_MODEL, n.REASON), flush)
+        self.hedges = Totals(meter, n.HEDGES, "{request}", "Hedged requests sent", model, flush)
+        self.hedges_won = Totals(meter, n.HEDGES_WON, "{request}", "Hedged requests that spoke first", model, flush)
         self.continuations = Totals(meter, n.CONTINUATIONS, "{request}",
-                                    "Replies continued by another model after a break", model)
-        self.cost = Totals(meter, n.COST, "USD", "Cost reported by the upstream", model)
+                                    "Replies continued by another model after a break", model, flush)
+        self.cost = Totals(meter, n.COST, "USD", "Cost reported by the upstream", model, flush)
         self._chains: list[ChainState] = []
         self._lock = threading.Lock()  # gauges are collected on the reader's thread
         meter.create_observable_gauge(n.CIRCUIT_STATE, [self._observe_states], unit="1",
@@ -102,6 +123,26 @@ class RouterMetrics:
         with self._lock:
             if chain in self._chains:
                 self._chains.remove(chain)
+
+    def defer(self, turn: Callable[[], TurnRecord]) -> None:
+        """Record the turn that ``turn`` builds when a reader next collects (see the class docstring)."""
+        pending = self._pending
+        pending.append(turn)
+        if len(pending) >= PENDING_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record every deferred turn now (safe from any thread: each is taken exactly once)."""
+        pending = self._pending
+        while pending:
+            try:
+                build = pending.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                self.record(build())
+            except Exception:  # a bad record must not lose the others, nor fail a collection
+                logger.exception("could not record a router turn")
 
     def record(self, turn: TurnRecord) -> None:
         """Everything one finished turn says, in one pass over its attempts."""
@@ -150,9 +191,11 @@ class RouterMetrics:
         return list(seen.values())
 
     def _observe_states(self, options: CallbackOptions) -> Sequence[Observation]:
+        self.flush()
         return [Observation(n.CIRCUIT_VALUES.get(state, 0), {n.MODEL: model, n.PROVIDER_NAME: provider_name(model)})
                 for model, state, _ in self._chain_states()]
 
     def _observe_cooldowns(self, options: CallbackOptions) -> Sequence[Observation]:
+        self.flush()
         return [Observation(cooldown, {n.MODEL: model, n.PROVIDER_NAME: provider_name(model)})
                 for model, _, cooldown in self._chain_states()]

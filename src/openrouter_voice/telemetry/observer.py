@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -67,12 +68,22 @@ class _Watch:
 
     def turn_ended(self, attempts: Sequence[Attempt], result: Completion | None,
                    error: BaseException | None) -> None:
-        served = next((a.model for a in attempts if a.outcome is Outcome.OK), None) if result else None
-        record = TurnRecord.build(self._primary, attempts, served=served, started=self._started,
-                                  ended=time.time(), error_type=_error_type(result, error))
-        self._owner.record(record, self._chain)
-        if self._span is not None and self._owner.tracer is not None:
-            end_turn_span(self._owner.tracer, self._span, record)
+        owner = self._owner
+        build = functools.partial(self._build, tuple(attempts), result is not None, time.time(),
+                                  _error_type(result, error))
+        if owner.metrics is not None and owner.tracer is None and not owner.sinks:
+            owner.metrics.defer(build)  # metrics alone: recorded when a reader collects
+            return
+        record = build()
+        owner.record(record, self._chain)
+        if self._span is not None and owner.tracer is not None:
+            end_turn_span(owner.tracer, self._span, record)
+
+    def _build(self, attempts: tuple[Attempt, ...], answered: bool, ended: float,
+               error_type: str | None) -> TurnRecord:
+        served = next((a.model for a in attempts if a.outcome is Outcome.OK), None) if answered else None
+        return TurnRecord.build(self._primary, attempts, served=served, started=self._started, ended=ended,
+                                error_type=error_type)
 
 
 class _Observer:
