@@ -103,16 +103,20 @@ def main(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} sessions, {sum(len(j.cells) for j in jobs)} turns, {args.jobs} side by side", flush=True)
     records: list[list[TurnRecord]] = [[] for _ in jobs]
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run, job) for job in jobs]
+        # the longest sessions (the mix) first: none of them is left running alone at the end
+        longest_first = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].cells))
+        submitted = {i: pool.submit(run, jobs[i]) for i in longest_first}
+        futures = [submitted[i] for i in range(len(jobs))]
         failed = 0
         for i, (job, future) in enumerate(zip(jobs, futures, strict=True)):
             try:
-                records[i] = future.result()
+                records[i], seconds = future.result()
             except Exception as exc:  # a broken session is reported and left out, not counted as silent turns
                 failed += 1
                 print(f"{job.system:16} {job.label:40} #{job.repeat} FAILED: {type(exc).__name__}: {exc}", flush=True)
                 continue
-            print(f"{job.system:16} {job.label:40} #{job.repeat} {report.summary([records[i]])}", flush=True)
+            print(f"{job.system:16} {job.label:40} #{job.repeat} {report.summary([records[i]])} "
+                  f"({seconds:.0f} s)", flush=True)
     results, cutoffs = collect(jobs, records)
     seconds = time.time() - started
     meta = header(args, seconds, load_before)
@@ -170,8 +174,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cutoff", type=int, default=None, help="questions of the false cut-off set (default all "
                                                                  f"{len(cutoff.QUESTIONS)}; 0: none)")
     parser.add_argument("--repeats", type=int, default=None, help="sessions each cell is split into (default 3)")
-    parser.add_argument("--jobs", type=int, default=6, help="sessions side by side (default 6: a healthy session "
-                        "uses ~0.1 core; if the VAD lag column passes ~0.25 s the machine is short of CPU: fewer)")
+    parser.add_argument("--jobs", type=int, default=8, help="sessions side by side (default 8: a session uses "
+                        "~0.1 core and spends most of its time in real-time audio and waits; if the VAD lag column "
+                        "passes ~0.25 s the machine is short of CPU: fewer)")
     parser.add_argument("--only", default="",
                         help="run only cells whose name contains this (or, comma-separated, any of these; "
                         "no mix, no cut-offs)")

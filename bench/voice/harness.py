@@ -10,6 +10,11 @@ audible frame. Two stages LiveKit's metrics miss are measured here:
   Deepgram in the agent's own process).
 - ``to_speaker``: from the text reaching the scripted Cartesia to the first audible frame played
   (the TTS's first chunk, LiveKit's forwarding and the harness's real-time playout).
+
+And one LiveKit reports only on the assistant's message, not as a metrics event: ``llm_ttfs``
+(LiveKit's ``llm_node_ttfs``), from the LLM request to the first text the TTS synthesises. In a voice
+turn that is the LLM stage's real cost: a reply whose first token comes on time but whose first
+sentence does not (a model that breaks or dribbles mid-sentence) keeps the caller waiting just the same.
 """
 
 from __future__ import annotations
@@ -67,12 +72,19 @@ class Probe:
         self.listening: list[float] = []
         self.agent_state = "initializing"
         self._idle = asyncio.Event()
+        self.ttfs: list[tuple[float, float]] = []  # (when the assistant's message came, its llm_node_ttfs)
+        call.session.on("conversation_item_added", self._on_item)
         call.session.on("user_state_changed", self._on_user)
         call.session.on("agent_state_changed", self._on_agent)
 
     def _on_user(self, ev: Any) -> None:
         if ev.new_state == "listening":
             self.listening.append(time.monotonic())
+
+    def _on_item(self, ev: Any) -> None:
+        metrics = getattr(ev.item, "metrics", None) or {}
+        if getattr(ev.item, "role", "") == "assistant" and "llm_node_ttfs" in metrics:
+            self.ttfs.append((time.monotonic(), metrics["llm_node_ttfs"]))
 
     def _on_agent(self, ev: Any) -> None:
         self.agent_state = ev.new_state
@@ -93,9 +105,13 @@ class Probe:
         # after a cut-off the whole question is answered again once its end is heard: wait that out too
         await self.quiet(wait, stable=1.5 if cutoff else 0.2)
         heard_end = next((t for t in self.listening if t >= end), None)
+        stages = turn.stages()
+        ttfs = next((v for t, v in self.ttfs if t >= started), None)
+        if ttfs is not None:
+            stages["llm_ttfs"] = ttfs
         tts_in = max((t for t in self.tts_times if audible is not None and started <= t <= audible), default=None)
         return TurnRecord(
-            ttfa=None if audible is None else audible - end, stages=turn.stages(),
+            ttfa=None if audible is None else audible - end, stages=stages,
             vad_lag=None if heard_end is None else heard_end - end - self.vad_silence,
             to_speaker=None if audible is None or tts_in is None else audible - tts_in,
             llm_requests=len(self.upstream.requests) - requests_before,

@@ -72,12 +72,13 @@ def _engines() -> dict[str, Any]:
     return _local
 
 
-def run(job: Job) -> list[TurnRecord]:
-    """The process pool's entry point."""
+def run(job: Job) -> tuple[list[TurnRecord], float]:
+    """The process pool's entry point: the job's turns and its wall time in seconds (the schedule's unit)."""
+    started = time.monotonic()
     logging.basicConfig(level=logging.WARNING if os.environ.get("BENCH_DEBUG") else logging.CRITICAL)
     for name in ("livekit", "livekit.agents", "livekit.plugins", "openrouter_voice"):
         logging.getLogger(name).setLevel(logging.WARNING if os.environ.get("BENCH_DEBUG") else logging.CRITICAL)
-    return asyncio.run(_run(job))
+    return asyncio.run(_run(job)), time.monotonic() - started
 
 
 async def _run(job: Job) -> list[TurnRecord]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, FlushSentinel, ModelSettings
+from livekit.agents.llm import ChatContext
 from livekit.agents.metrics import LLMMetrics
 
 from openrouter_voice.agent import APOLOGY, FallbackEvent
 from openrouter_voice.agent.llm import APOLOGY_AFTER_PARTIAL
 from openrouter_voice.testing import Script
+from tests.conftest import continuing
 
 
 def last_tool_output(body: dict[str, Any]) -> str | None:
@@ -204,3 +206,19 @@ async def test_tool_arguments_garbage_is_handled(make_agent):
         result.expect.next_event().is_function_call(name="get_weather")
         output = result.expect.next_event().is_function_call_output().event().item.output
     assert output == "Which place would you like the weather for?"
+
+
+async def test_the_assistant_speaks_the_words_a_model_said_before_it_broke_mid_sentence_at_once(make_agent):
+    # The TTS gets "It is sunny" to say while the backup starts, not when the backup completes the sentence.
+    answer = "It is sunny and mild today."
+    kit = make_agent(["a/one", "b/two"])
+    kit.upstream.script("a/one", Script(text=answer, error_after_tokens=3))
+    kit.upstream.script("b/two", continuing(answer))
+    assistant = kit.assistant()
+    ctx = ChatContext.empty()
+    ctx.add_message(role="user", content="What is the weather like?")
+    async with AgentSession(llm=kit.llm) as session:
+        await session.start(assistant)
+        node = assistant.llm_node(ctx, [], ModelSettings())
+        spoken = ["|" if isinstance(c, FlushSentinel) else c.delta.content or "" if c.delta else "" async for c in node]
+    assert "".join(spoken) == "It is sunny|" + answer[len("It is sunny"):]

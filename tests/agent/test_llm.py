@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import pytest
-from livekit.agents import APIConnectionError, APIConnectOptions, function_tool, llm
+from livekit.agents import APIConnectionError, APIConnectOptions, FlushSentinel, function_tool, llm
 
 from openrouter_voice.agent import OpenRouterLLM
+from openrouter_voice.agent.breaks import spoken_at_breaks
 from openrouter_voice.router import FallbackRouter
 from openrouter_voice.testing import Script
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, continuing
 
 # What an AgentSession passes by default: LiveKit would re-run a retryable failure 3 more times.
 SESSION_DEFAULT = APIConnectOptions(max_retry=3, retry_interval=0.0)
@@ -157,3 +158,19 @@ async def test_a_spoken_turn_is_continued_when_the_first_sentence_dribbles(upstr
     assert "".join(c.delta.content for c in chunks if c.delta and c.delta.content) == answer  # no repeats
     assert or_llm.last_completion is not None
     assert or_llm.last_completion.model == ("b/backup" if spoken else "a/dribbles")
+
+
+@pytest.mark.parametrize(("answer", "cut_after", "flushed"), [
+    ("It is sunny and mild today.", 3, "It is sunny"),  # broke inside the first sentence: said at once
+    ("It is sunny and mild today. Bring a light coat.", 8, None),  # a sentence was said: the TTS is busy
+])
+async def test_words_cut_before_their_sentence_ended_are_spoken_at_the_break(make_llm, upstream, answer, cut_after,
+                                                                              flushed):
+    or_llm = make_llm(["a/primary", "b/backup"])
+    upstream.script("a/primary", Script(text=answer, error_after_tokens=cut_after))
+    upstream.script("b/backup", continuing(answer))
+    async with or_llm.chat(chat_ctx=user_says("Weather?"), conn_options=SESSION_DEFAULT) as stream:
+        spoken = [c async for c in spoken_at_breaks(stream)]
+    texts = ["|" if isinstance(c, FlushSentinel) else (c.delta.content or "") if c.delta else "" for c in spoken]
+    assert "".join(texts).replace("|", "") == answer  # no word lost, none said twice
+    assert "".join(texts).split("|")[:-1] == ([flushed] if flushed else [])  # the cut words alone, before the rest

@@ -98,6 +98,28 @@ async def test_error_after_text_continues_on_next_model_with_prefill(upstream, m
     assert backup_request.messages[-1] == {"role": "assistant", "content": "The weather in Paris is"}
 
 
+async def test_a_break_is_announced_once_between_the_words_said_and_their_continuation(upstream, make_router):
+    # A speaking consumer says the words it holds at the break, before the next model's first word.
+    upstream.script("a/primary", Script(text=FULL, error_after_tokens=5))
+    upstream.script("b/backup", continuing_backup())
+    chunks = [c async for c in make_router(["a/primary", "b/backup"]).stream(USER)]
+    breaks = [i for i, c in enumerate(chunks) if c.broke]
+    assert len(breaks) == 1
+    said, rest = chunks[: breaks[0]], chunks[breaks[0] + 1:]
+    assert chunks[breaks[0]].text == "" and chunks[breaks[0]].model == "a/primary"
+    assert "".join(c.text for c in said) == "The weather in Paris is"
+    assert {c.model for c in said} == {"a/primary"} and {c.model for c in rest if c.text} == {"b/backup"}
+    assert "".join(c.text for c in said + rest) == FULL
+
+
+@pytest.mark.parametrize("primary", [Script(status=502), Script(text=FULL)], ids=["fails before a word", "healthy"])
+async def test_no_break_is_announced_when_no_words_were_cut(upstream, make_router, primary):
+    upstream.script("a/primary", primary)
+    upstream.script("b/backup", Script(text=FULL))
+    chunks = [c async for c in make_router(["a/primary", "b/backup"]).stream(USER)]
+    assert not any(c.broke for c in chunks) and "".join(c.text for c in chunks) == FULL
+
+
 async def test_continuation_drops_repeat_when_backup_starts_over(upstream, make_router):
     upstream.script("a/primary", Script(text=FULL, error_after_tokens=5))
     upstream.script("b/backup", continuing_backup(restart=True))

@@ -16,6 +16,7 @@ from livekit.agents import Agent, ModelSettings, function_tool, llm
 from ..router.catalog import Catalog, CatalogUnavailableError
 from ..router.deadlines import ttft_percentiles
 from ..router.names import resolve_spoken_name, spoken_model_name
+from .breaks import spoken_at_breaks
 from .llm import OpenRouterLLM
 from .tools.weather import WeatherClient, WeatherError
 
@@ -59,10 +60,11 @@ class Assistant(Agent):
     def llm_node(self, chat_ctx: llm.ChatContext, tools: list[llm.Tool],
                  model_settings: ModelSettings) -> AsyncIterable[Any]:
         """LiveKit's LLM node, led by "One moment." when the turn has been silent too long before the
-        model's first word (see :mod:`openrouter_voice.speech.dead_air`)."""
+        model's first word (see :mod:`openrouter_voice.speech.dead_air`), its words spoken at once when
+        the model breaks before its first sentence ended (:mod:`.breaks`)."""
         from ..speech.dead_air import DeadAirGuard, acknowledged_first
 
-        reply = Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+        reply = spoken_at_breaks(Agent.default.llm_node(self, chat_ctx, tools, model_settings))
         return acknowledged_first(reply, DeadAirGuard.of(self.session))
 
     @function_tool

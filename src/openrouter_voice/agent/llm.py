@@ -41,6 +41,7 @@ from ..router import (
     Target,
     Usage,
 )
+from .breaks import ReplyBroke
 from .honesty import LiveLookupGuard
 
 logger = logging.getLogger("openrouter_voice.agent")
@@ -292,6 +293,9 @@ class OpenRouterLLMStream(llm.LLMStream):
             honest = LiveLookupGuard(_last_user_text(self._chat_ctx), carried_tools=bool(tool_schemas),
                                      tool_less=self._orllm.serves_without_tools)
             async for chunk in stream:
+                if chunk.broke:
+                    self._event_ch.send_nowait(ReplyBroke(id=chunk_id))
+                    continue
                 text = honest.filter(chunk.text, chunk.model, spoke=spoke) if chunk.text else ""
                 if text:
                     spoke = True

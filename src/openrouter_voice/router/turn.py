@@ -136,6 +136,8 @@ class TurnRunner:
                 return
             except AttemptFailed as failure:
                 self._record_failure(live, failure)
+                if live.attempt.emitted_text:  # said now, not when the next model's first words come
+                    yield StreamChunk(model=live.target.label, broke=True)
         raise turn.final_error()
 
     async def _wait_for_retry_after(self, budget: float) -> float:

@@ -163,7 +163,9 @@ class StreamChunk:
 
     ``text`` is a delta to append. ``tool_calls`` only ever holds complete calls (they arrive
     on the final chunk). ``model`` is the model that served this chunk; ``usage`` is set on the
-    final chunk and totals every attempt of the request.
+    final chunk and totals every attempt of the request. ``broke`` marks a chunk without text, sent
+    the moment ``model`` failed after some text: the next model continues after it (a speaking
+    consumer can say the words it holds now rather than wait for the rest of their sentence).
     """
 
     text: str = ""
@@ -171,6 +173,7 @@ class StreamChunk:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
+    broke: bool = False
 
 
 @dataclass(slots=True)
