@@ -19,7 +19,7 @@ from .fleet_scenario import (
     WARM,
 )
 from .fleet_worker import EMBEDDED, FLEET_SYSTEMS, LITELLM, PER_SESSION, REDIS
-from .systems import LiteLLMRouter
+from .systems import LiteLLMRouter, ours_defaults
 
 SHARING = (EMBEDDED, REDIS)
 WAIT_RATIO = 1.2  # turn latency with Redis killed over with it up: "the same, within noise"
@@ -92,6 +92,12 @@ def section(fleet: dict[str, Any], verdict: Any) -> list[str]:
                 f"| {phase} | {system} | {row['turns']} | {row['paid']} ({row['max_per_process']}) | "
                 f"{row['paid_after_known']} | {row['waste']} | {learnt} | {spread(row['propagation'])} |")
     trial = fleet["trial"]
+    lines += [
+        "", f"A hang is known only at the first-token deadline ({ours_defaults()['first_token_timeout']:g} s after "
+        "the first hung request; meanwhile hedging serves those turns from the backup at the hedge delay): every "
+        "turn started before the first verdict anywhere pays, as many per process as sessions start there in "
+        "that time. Sharing cannot shorten that; what it removes is the next column: turns started once the fleet "
+        "knew. A 429 is known at once, so there at most the turn that met it pays, with one wasted call."]
     lines += [
         "", f"**Half-open trials.** The primary answers 429 with Retry-After {RETRY_AFTER_TRIAL} s (shorter than "
         f"the phases' {RETRY_AFTER} s, so the cooldown ends within the run); one process meets it; when the "

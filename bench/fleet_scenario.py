@@ -101,7 +101,7 @@ class Process:
             return
         with contextlib.suppress(Exception):
             await self.send(op="quit")
-            await asyncio.wait_for(process.wait(), 10)
+            await asyncio.wait_for(process.wait(), 5)
         if process.returncode is None:
             process.kill()
             await process.wait()
@@ -165,6 +165,10 @@ class Fleet:
 
     async def teardown(self, lanes: dict[str, Lane]) -> None:
         await asyncio.gather(*(p.ask(op="teardown") for _, _, p in self.all()))
+        await self.close_lanes(lanes)
+
+    @staticmethod
+    async def close_lanes(lanes: dict[str, Lane]) -> None:
         for lane in lanes.values():
             await lane.aclose()
 
@@ -192,8 +196,10 @@ class Fleet:
                 out[system].watch.append(result["watch"])
             for system, lane in lanes.items():
                 out[system].calls = await lane.calls()
-        finally:
-            await self.teardown(lanes)
+        except BaseException:
+            await self.close_lanes(lanes)  # the processes are stopped by measure(): they may not answer
+            raise
+        await self.teardown(lanes)
         return out
 
     async def trial(self) -> dict[str, int]:
@@ -208,10 +214,13 @@ class Fleet:
             await asyncio.sleep(max(0.0, max(ends) + 0.05 - time.time()))
             await asyncio.gather(*(p.ask(op="burst", tag0=100_000 * (i + 1), count=BURST)
                                    for _, i, p in self.all()))
-            return {system: sum(1 for role, _, tag in await lane.calls() if role == PRIMARY and (tag or 0) > 0)
-                    for system, lane in lanes.items()}
-        finally:
-            await self.teardown(lanes)
+            counts = {system: sum(1 for role, _, tag in await lane.calls() if role == PRIMARY and (tag or 0) > 0)
+                      for system, lane in lanes.items()}
+        except BaseException:
+            await self.close_lanes(lanes)
+            raise
+        await self.teardown(lanes)
+        return counts
 
 
 def paid(phase: Phase) -> dict[str, Any]:
@@ -241,7 +250,7 @@ def paid(phase: Phase) -> dict[str, Any]:
 
 async def measure(base_url: str, quick: bool) -> dict[str, Any]:
     """Scenario 9's figures (the BENCHMARKS.md section is :func:`bench.fleet_report.section`)."""
-    sessions = 8 if quick else 25
+    sessions = 6 if quick else 25
     with servers() as (ours, theirs, embedded):
         urls = {PER_SESSION: None, EMBEDDED: embedded.url, REDIS: ours.url, LITELLM: theirs.url}
         fleet_ = Fleet(base_url, urls, sessions)
@@ -270,13 +279,13 @@ async def two_process(server: Any, embedded: Any, quick: bool) -> dict[str, Any]
     """bench.fleet's figures: propagation one transition at a time, hot path, turns with Redis up / killed."""
     from openrouter_voice.testing import Script, ScriptedUpstream
 
-    transitions, count = (60, 80) if quick else (200, 200)
+    transitions, count = (40, 40) if quick else (200, 200)
     log(f"scenario 9: propagation over {transitions} transitions between two processes, Redis killed mid-run...")
     out: dict[str, Any] = {
         REDIS: await fleet.propagation(server.url, transitions),
         EMBEDDED: await fleet.propagation(embedded.url, transitions),
     }
-    out["hot_path_us"] = await asyncio.to_thread(fleet.hot_path, server.url, 500 if quick else 2000)
+    out["hot_path_us"] = await asyncio.to_thread(fleet.hot_path, server.url, 300 if quick else 2000)
     with ScriptedUpstream() as upstream:
         upstream.script("a/x", Script(text="Fine."))
         out["turns_up"], out["turns_down"] = await fleet.turns(server, upstream, count)

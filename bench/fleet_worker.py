@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from typing import Any, ClassVar
@@ -179,6 +180,8 @@ def turn(tag: int, started: float, reply: Reply) -> dict[str, Any]:
 
 
 async def main() -> None:
+    # A Ctrl-C reaches the whole process group: the benchmark stops its processes itself (quit, then kill).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet()
     worker = Worker()
     loop = asyncio.get_running_loop()
