@@ -9,6 +9,7 @@ from .fleet import percentile
 from .fleet_scenario import (
     BURST,
     EVERY,
+    FIRST_COOLDOWN,
     PAID_RATIO,
     PAUSE,
     PRE,
@@ -49,7 +50,8 @@ def targets(fleet: dict[str, Any]) -> dict[str, tuple[str, bool]]:
             all(hang[s]["max_per_process"] <= 1 for s in SHARING)),
         "9 hang, nobody pays once the fleet knows": (
             f"with sharing, no turn started {PROPAGATION_TARGET * 1000:.0f} ms after the first verdict anywhere "
-            "pays the hang", all(hang[s]["paid_after_known"] == 0 for s in SHARING)),
+            "(and before the first cooldown ended) pays the hang",
+            all(hang[s]["paid_after_known"] == 0 for s in SHARING)),
         "9 429, one call per process": (
             "with sharing, at most one call per process on the rate-limited primary",
             all(limited[s]["waste"] <= PROCESSES for s in SHARING)),
@@ -80,7 +82,7 @@ def section(fleet: dict[str, Any], verdict: Any) -> list[str]:
         f"{RETRY_AFTER} s (t0). A turn *paid the failure* when it called the primary and its first token came "
         f"later than {PAID_RATIO:g} x the median healthy TTFT measured before t0 in the same phase (primary and "
         "backup are scripted alike, so that is the backup's). Turns counted: those without a first token at t0.", "",
-        "| phase | system | turns | paid the failure (max per process) | paid, started after the fleet knew | "
+        "| phase | system | turns | paid the failure (max per process) | paid, started after the fleet knew (1) | "
         "wasted upstream calls | processes that learnt it | propagation p50 / p99 (samples) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -97,7 +99,10 @@ def section(fleet: dict[str, Any], verdict: Any) -> list[str]:
         "the first hung request; meanwhile hedging serves those turns from the backup at the hedge delay): every "
         "turn started before the first verdict anywhere pays, as many per process as sessions start there in "
         "that time. Sharing cannot shorten that; what it removes is the next column: turns started once the fleet "
-        "knew. A 429 is known at once, so there at most the turn that met it pays, with one wasted call."]
+        "knew. A 429 is known at once, so there at most the turn that met it pays, with one wasted call.",
+        "", f"(1) Started {PROPAGATION_TARGET * 1000:.0f} ms or more after the first verdict anywhere and before "
+        f"{FIRST_COOLDOWN:g} s after it (our router's first backoff after a hang): later, a half-open trial may pay "
+        "again by design, once per cooldown (duplicates are counted below)."]
     lines += [
         "", f"**Half-open trials.** The primary answers 429 with Retry-After {RETRY_AFTER_TRIAL} s (shorter than "
         f"the phases' {RETRY_AFTER} s, so the cooldown ends within the run); one process meets it; when the "

@@ -42,6 +42,7 @@ RETRY_AFTER = 30
 RETRY_AFTER_TRIAL = 1
 BURST = 5  # sessions each process starts at once when the trial's Retry-After has ended
 PAID_RATIO = 1.1
+FIRST_COOLDOWN = 5.0  # our router's first backoff after a hang, the shortest cooldown any system here sets
 PROPAGATION_TARGET = 0.1
 CAP = 10.0
 FAILURES = {"hang": {"hang": True}, "429": {"status": 429, "retry_after": RETRY_AFTER}}
@@ -240,7 +241,9 @@ def paid(phase: Phase) -> dict[str, Any]:
     respected = sorted(r for r, _ in watched)
     # The first process to respect the failure took the verdict itself; the others learnt it.
     samples = [r - first for r in respected[1:]] if first is not None else []
-    known = paying if first is None else [(i, t) for i, t in paying if t["started"] > first + PROPAGATION_TARGET]
+    # Once the first cooldown has run out, a half-open trial may pay again (by design, one per expiry).
+    known = paying if first is None else [(i, t) for i, t in paying
+                                          if first + PROPAGATION_TARGET < t["started"] < first + FIRST_COOLDOWN]
     per_process = Counter(i for i, _ in paying)
     return {"baseline": baseline, "turns": len(after), "paid": len(paying),
             "max_per_process": max(per_process.values(), default=0), "paid_after_known": len(known),

@@ -7,10 +7,11 @@ shared tracker), takes its turns, then closes. Times are wall clock (``time.time
 the fleet is on this machine.
 
 Commands: ``setup`` (system, lane, store), ``warm`` (healthy turns, so deadlines are learnt), ``sessions``
-(open-loop arrivals: session k starts at ``start + offset + k * every``; each says a turn, waits
-``pause`` while its caller speaks, says a second), ``burst`` (``count`` sessions at once, two turns back to
-back), ``teardown``, ``quit``. With a shared system a watcher records when this process's own view first
-shows the primary failed (``respected``) and the verdict's time it saw (``failed_at``).
+(open-loop arrivals: session k starts at ``start + offset + k * every``; each says a turn, waits ``pause``
+while it is spoken and its caller answers, says a second, and hangs up ``pause`` later), ``burst``
+(``count`` sessions at once, two turns back to back), ``teardown``, ``quit``. With a shared system a
+watcher records when this process's own view first shows the primary failed (``respected``) and the
+verdict's time it saw (``failed_at``).
 """
 
 from __future__ import annotations
@@ -92,14 +93,13 @@ class Worker:
         await system.start(self.lane.base_url, self.lane.models)
         out = []
         try:
-            for i, tag in enumerate(tags):
-                if i:
-                    await asyncio.sleep(pause)  # the caller speaks
+            for tag in tags:
                 started = time.time()
                 out.append(turn(tag, started, await system.reply(tag, self.cap)))
                 if first_done is not None:
                     first_done.set()
                     first_done = None
+                await asyncio.sleep(pause)  # the reply is spoken; the caller answers, or hangs up after it
         finally:
             await system.close()
         return out
