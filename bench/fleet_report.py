@@ -76,8 +76,9 @@ def section(fleet: dict[str, Any], verdict: Any) -> list[str]:
         "## Fleet health (9)", "",
         f"{PROCESSES} processes x {fleet['sessions']} sessions per system, the four systems at once, each on its "
         f"own models of the scripted upstream. In each process a session (a call) starts every {EVERY:g} s (the "
-        f"processes interleaved); it says a turn, its caller speaks for {PAUSE:g} s, it says a second turn, and it "
-        f"closes. Each process first served {WARM} healthy turns. Once every process has served {PRE} sessions "
+        f"processes interleaved); it says a turn, which is spoken and answered in {PAUSE:g} s, says a second turn, "
+        f"and the caller hangs up {PAUSE:g} s later. "
+        f"Each process first served {WARM} healthy turns. Once every process has served {PRE} sessions "
         "(each says so on its pipe) the primary starts hanging, or answering 429 with Retry-After "
         f"{RETRY_AFTER} s (t0). A turn *paid the failure* when it called the primary and its first token came "
         f"later than {PAID_RATIO:g} x the median healthy TTFT measured before t0 in the same phase (primary and "
@@ -105,7 +106,8 @@ def section(fleet: dict[str, Any], verdict: Any) -> list[str]:
         "again by design, once per cooldown (duplicates are counted below)."]
     lines += [
         "", f"**Half-open trials.** The primary answers 429 with Retry-After {RETRY_AFTER_TRIAL} s (shorter than "
-        f"the phases' {RETRY_AFTER} s, so the cooldown ends within the run); one process meets it; when the "
+        f"the phases' {RETRY_AFTER} s, so the cooldown ends within the run); one process meets it in a session of "
+        "two turns (LiteLLM cools a model down at its second failure with allowed_fails=1); when the "
         f"Retry-After has ended, every process starts {BURST} sessions at once (two turns each). Calls to the "
         "primary in that burst (one is the trial; the rest are duplicates): "
         + ", ".join(f"{s} {n} ({max(0, n - 1)} duplicates)" for s, n in trial.items()) + ".",

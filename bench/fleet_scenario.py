@@ -210,8 +210,9 @@ class Fleet:
         try:
             firsts = await asyncio.gather(*(self.procs[s][0].ask(op="burst", tag0=-900_000, count=1)
                                             for s in FLEET_SYSTEMS))
-            # The verdict came before the backup's first token: its cooldown has ended by this time.
-            ends = [t["started"] + (t["ttft"] or CAP) + RETRY_AFTER_TRIAL for f in firsts for t in f["turns"][:1]]
+            # Two turns: LiteLLM cools a model down at its second failure (allowed_fails=1). Each verdict came
+            # before that turn's first token (from the backup): every cooldown has ended by this time.
+            ends = [t["started"] + (t["ttft"] or CAP) + RETRY_AFTER_TRIAL for f in firsts for t in f["turns"]]
             await asyncio.sleep(max(0.0, max(ends) + 0.05 - time.time()))
             await asyncio.gather(*(p.ask(op="burst", tag0=100_000 * (i + 1), count=BURST)
                                    for _, i, p in self.all()))
