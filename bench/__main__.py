@@ -3,8 +3,8 @@
 Starts the scripted upstream in its own process on 127.0.0.1 and one process ("lane") per system.
 The healthy baseline (1) runs one lane at a time, so millisecond differences are the systems' own;
 the failure scenarios (2-6) run in all lanes at once, since they mostly wait on timeouts. Then CPU
-overhead and N concurrent streams (7) are measured with each system in a fresh process. Writes
-BENCHMARKS.md and bench/ttft.png.
+overhead and N concurrent streams (7) are measured with each system in a fresh process, and fleet health
+(9, bench/fleet_scenario.py) with 4 processes per system. Writes BENCHMARKS.md and bench/ttft.png.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import fleet_scenario, report
 from .adaptive import DRIBBLE_AFTER, DRIBBLE_INTERVAL
 from .lane import ORDER, load_cell
 from .scenarios import (
@@ -294,7 +295,7 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, help="concurrent streams in scenario 7 (default 500; --quick 100)")
     parser.add_argument("--cap", type=float,
                         help="seconds before a request counts as timed out (default 20; --quick 8)")
-    parser.add_argument("--scenarios", default="12345678",
+    parser.add_argument("--scenarios", default="123456789",
                         help="which scenarios to run, e.g. 157 (default all; 1 includes 1b)")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="where to write the report")
     parser.add_argument("--plot", default=str(ROOT / "bench" / "ttft.png"), help="where to write the plot")
@@ -303,11 +304,19 @@ async def main() -> None:
     streams = args.streams or (100 if args.quick else 500)
     cap = args.cap or (8.0 if args.quick else 20.0)
     started = time.perf_counter()
+    # A terminated run cleans up like an interrupted one: its processes and servers are stopped.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     upstream = Upstream()
+    table: Table = {}
+    limit: list[float] = []
     try:
-        table, limit = await scenarios(upstream.base_url, args.scenarios, runs, cap)
+        if any(key in args.scenarios for key in "1234568"):
+            table, limit = await scenarios(upstream.base_url, args.scenarios, runs, cap)
         costs = overhead(upstream.base_url, 3 if args.quick else 5, 10) if "7" in args.scenarios else {}
         loaded = await load(upstream.base_url, streams, cap) if "7" in args.scenarios else {}
+        fleet = await fleet_scenario.measure(upstream.base_url, args.quick) if "9" in args.scenarios else None
     finally:
         upstream.close()
     elapsed = time.perf_counter() - started
@@ -317,7 +326,7 @@ async def main() -> None:
         "streams": streams, "load_tokens": LOAD_TOKENS, "machine": machine(), "versions": versions(),
         "first_token_timeout": ours_defaults()["first_token_timeout"],
         "described": [BareHttpx, BareHttpx2, *SYSTEMS, LiveKitRetryOnChunk, OursWithTelemetry, OursTraced],
-        "notes": notes(loaded, cap),
+        "notes": notes(loaded, cap), "fleet": fleet,
     }
     out = Path(args.out)
     text = report.render(table, limit, costs, loaded, meta)

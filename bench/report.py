@@ -224,6 +224,12 @@ def render(table: Table, limit_values: list[float], overhead: dict[str, dict[str
             f"{_ms(m['p50_added_ms'])} | {_ms(m['p99_added_ms'])} | {m['cpu_ms_per_1000_chunks']:.0f} ms | "
             f"{m['peak_rss_growth_mb']:.0f} MB | {m.get('calls', '-')} |")
 
+    if meta.get("fleet"):
+        from .fleet_report import section
+        from .fleet_report import targets as fleet_targets
+
+        lines += ["", *section(meta["fleet"], verdict)]
+        goals.update(fleet_targets(meta["fleet"]))
     lines += ["", "## Targets", ""]
     for key, (goal, ok) in goals.items():
         lines.append(f"- {verdict(ok)}: {key}: {goal}")

@@ -153,15 +153,20 @@ class Ours(System):
                 "first-token deadline ignores keep-alives; "
                 "past hedge_after it also asks the backup and keeps whichever speaks first), on its own httpx2 client")
 
+    @staticmethod
+    def app_settings(base_url: str, **extra: Any) -> Any:
+        """The app's settings with its defaults, pointed at the scripted upstream (``extra``: more of them)."""
+        from openrouter_voice.config import Settings
+
+        return Settings(openrouter_api_key=API_KEY, openrouter_base_url=base_url, openrouter_app_name="bench",
+                        local_fallback=False, _env_file=None, **extra)  # type: ignore[call-arg]
+
     async def start(self, base_url: str, models: list[str]) -> None:
         from openrouter_voice.app import build_router
-        from openrouter_voice.config import Settings
 
         # Assembled as the app assembles it (openrouter_voice.app), from settings with the defaults; the
         # scripted upstream's catalog does not list the bench's ids, so the catalog check is skipped.
-        settings = Settings(openrouter_api_key=API_KEY, openrouter_base_url=base_url, openrouter_app_name="bench",
-                            local_fallback=False, _env_file=None)  # type: ignore[call-arg]
-        self.router = await build_router(settings, models=models, check=False, **ours_defaults())
+        self.router = await build_router(self.app_settings(base_url), models=models, check=False, **ours_defaults())
 
     async def texts(self, messages: list[dict[str, Any]]) -> Deltas:
         async with self.router.stream(messages) as stream:
@@ -238,22 +243,27 @@ class LiteLLMRouter(System):
                 "documented way to continue a stream that broke mid-reply))")
 
     async def start(self, base_url: str, models: list[str]) -> None:
+        self.router = self.build(base_url, models)
+        self.first = "m0"
+
+    @staticmethod
+    def build(base_url: str, models: list[str], **extra: Any) -> Any:
+        """The Router as described; ``extra`` adds options (scenario 9: its Redis settings)."""
         import litellm  # LITELLM_LOCAL_MODEL_COST_MAP is set in bench/__init__.py: no price-list download
         from litellm import Router
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         names = [f"m{i}" for i in range(len(models))]
-        self.router = Router(
+        return Router(
             model_list=[{"model_name": n, "litellm_params": {"model": f"openrouter/{m}", "api_base": base_url,
                                                                "api_key": API_KEY},
                          "model_info": {"supports_assistant_prefill": True}}
                         for n, m in zip(names, models, strict=True)],
             fallbacks=[{names[0]: names[1:]}],
             num_retries=0, timeout=30, stream_timeout=ours_defaults()["first_token_timeout"],
-            allowed_fails=1, cooldown_time=30, enable_mid_stream_fallback_continuation=True,
+            allowed_fails=1, cooldown_time=30, enable_mid_stream_fallback_continuation=True, **extra,
         )
-        self.first = names[0]
 
     async def texts(self, messages: list[dict[str, Any]]) -> Deltas:
         response: Any = await self.router.acompletion(model=self.first, messages=messages, stream=True)

@@ -66,6 +66,19 @@ async def test_a_new_process_starts_with_the_fleets_latency_and_tool_less_marks(
     assert await b.wait_for(lambda: b.tracker.tool_less("m"), LIMIT)
 
 
+async def test_first_sentence_times_reach_a_new_process(make_store):
+    a = make_store()
+    await synced(a)
+    for i in range(12):  # spoken replies: the bound on the first sentence follows these
+        a.tracker.record_reply("m", ttft=0.3, gaps=[], sentence=0.4 + i / 100)
+    a.tracker.record_reply("m", ttft=0.3, gaps=[])  # a reply that was not spoken adds none
+    assert await a.flush(LIMIT)
+    b = make_store()
+    assert await b.wait_for(lambda: len(b.tracker.latency("m").sentence) == 12, LIMIT), "first sentences not shared"
+    assert b.tracker.latency("m").sentence.quantile(0.95) == pytest.approx(0.51)
+    assert len(b.tracker.latency("m").ttft) == 13
+
+
 async def test_exactly_one_process_gets_the_half_open_trial(make_store):
     stores = [make_store() for _ in range(4)]
     await synced(*stores)

@@ -29,18 +29,20 @@ async def members(client: aioredis.Redis, key: str) -> list[str]:
 
 
 async def read_models(client: aioredis.Redis, key: Callable[[str, str], str], models: list[str], *,
-                      latency: bool) -> list[tuple[str, Any, list[float], list[float]]]:
-    """Per model: its hash (or the error reading it), and with ``latency`` its TTFT and gap samples."""
+                      latency: bool) -> list[tuple[str, Any, list[float], list[float], list[float]]]:
+    """Per model: its hash (or the error reading it), and with ``latency`` its TTFT, gap and first-sentence
+    samples."""
     async with client.pipeline(transaction=False) as pipe:
         for model in models:
             pipe.hgetall(key("m", model))
             if latency:
                 pipe.lrange(key("ttft", model), 0, -1)
                 pipe.lrange(key("gap", model), 0, -1)
+                pipe.lrange(key("sentence", model), 0, -1)
         replies = await pipe.execute(raise_on_error=False)
-    step = 3 if latency else 1
-    return [(model, replies[i * step], samples(replies[i * step + 1]) if latency else [],
-             samples(replies[i * step + 2]) if latency else []) for i, model in enumerate(models)]
+    step = 4 if latency else 1
+    return [(model, replies[i * step], *([samples(replies[i * step + k]) for k in (1, 2, 3)] if latency
+                                          else [[], [], []])) for i, model in enumerate(models)]
 
 
 def samples(raw: Any) -> list[float]:

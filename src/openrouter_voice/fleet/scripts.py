@@ -12,6 +12,7 @@ and a short failure reason.
 
 from __future__ import annotations
 
+from ..router.latency import GAP_SAMPLES, TTFT_SAMPLES
 from ..router.sharing import SharedState
 
 # Shared helpers, prepended to every script.
@@ -118,17 +119,20 @@ redis.call('HSET', KEYS[1], 'tool_less', 1)
 return publish(KEYS[1], ARGV[1], ARGV[2])
 """
 
-# KEYS: hash, models set, ttft list, gap list. ARGV: model, ttfts (comma list, '' = none), cost ('' = none), ttft cap,
-# gap cap, then the gaps. Samples are appended, never a whole summary rewritten (no lost updates).
+# KEYS: hash, models set, ttft list, gap list, first-sentence list. ARGV: model, ttfts (comma list, '' = none), cost
+# ('' = none), ttft cap (also the first-sentence cap), gap cap, first-sentence times (comma list), then the gaps.
+# Samples are appended, never a whole summary rewritten (no lost updates).
 REPLY = _PRELUDE + r"""
-own(KEYS[1], 'hash'); own(KEYS[2], 'set'); own(KEYS[3], 'list'); own(KEYS[4], 'list')
+own(KEYS[1], 'hash'); own(KEYS[2], 'set'); own(KEYS[3], 'list'); own(KEYS[4], 'list'); own(KEYS[5], 'list')
 redis.call('SADD', KEYS[2], ARGV[1])
-if ARGV[2] ~= '' then
-  for ttft in string.gmatch(ARGV[2], '[^,]+') do redis.call('RPUSH', KEYS[3], ttft) end
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
+for _, list in ipairs({{KEYS[3], ARGV[2]}, {KEYS[5], ARGV[6]}}) do
+  if list[2] ~= '' then
+    for sample in string.gmatch(list[2], '[^,]+') do redis.call('RPUSH', list[1], sample) end
+    redis.call('LTRIM', list[1], -tonumber(ARGV[4]), -1)
+  end
 end
-if #ARGV > 5 then
-  redis.call('RPUSH', KEYS[4], unpack(ARGV, 6))
+if #ARGV > 6 then
+  redis.call('RPUSH', KEYS[4], unpack(ARGV, 7))
   redis.call('LTRIM', KEYS[4], -tonumber(ARGV[5]), -1)
 end
 if ARGV[3] ~= '' then redis.call('HINCRBYFLOAT', KEYS[1], 'cost', ARGV[3]) end
@@ -145,6 +149,21 @@ redis.call('HSET', KEYS[1], 'failures', ARGV[3], 'open_until', ARGV[4], 'failed_
   'told_until', ARGV[7], 'total_failures', ARGV[8], 'tool_less', ARGV[9])
 return publish(KEYS[1], ARGV[1], ARGV[2])
 """
+
+
+Samples = tuple[list[float], list[float], float, list[float]]
+"""A model's gathered TTFTs, gaps, cost and first-sentence times, written by :data:`REPLY`."""
+
+
+def reply_args(model: str, samples: Samples) -> list[str]:
+    """:data:`REPLY`'s arguments for ``model``'s gathered ``samples``.
+
+    >>> reply_args("m", ([0.3], [0.01, 0.02], 0.0, [0.5]))
+    ['m', '0.3', '', '64', '256', '0.5', '0.01', '0.02']
+    """
+    ttfts, gaps, cost, sentences = samples
+    return [model, ",".join(map(repr, ttfts)), repr(cost) if cost else "", str(TTFT_SAMPLES), str(GAP_SAMPLES),
+            ",".join(map(repr, sentences)), *map(repr, gaps)]
 
 
 def merge_args(model: str, channel: str, view: SharedState) -> list[str]:

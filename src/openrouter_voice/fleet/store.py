@@ -80,7 +80,7 @@ class RedisHealthStore:
         self._changed: asyncio.Event | None = None  # set at each change applied to the local copy
         self._closed = False
         self._scripts: dict[str, Any] = {}
-        self._samples: dict[str, tuple[list[float], list[float], float]] = {}  # model -> (ttfts, gaps, cost)
+        self._samples: dict[str, scripts.Samples] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
 
     # -- wiring --------------------------------------------------------------------------------------
@@ -224,28 +224,28 @@ class RedisHealthStore:
     def trial_ended(self, model: str) -> None:
         self._submit(self._lease(model, 0.0))
 
-    def reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None) -> None:
+    def reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None,
+              sentence: float | None = None) -> None:
         # Gathered and written once per SAMPLE_FLUSH per model: a healthy turn costs Redis nothing at once.
         if not self._ensure_started() or self._loop is None:
             return
-        ttfts, gap_list, total = self._samples.get(model, ([], [], 0.0))
-        if ttft is not None:
-            ttfts.append(ttft)
-        gap_list.extend(gaps)
-        self._samples[model] = (ttfts[-TTFT_SAMPLES:], gap_list[-GAP_SAMPLES:], total + (cost or 0.0))
+        ttfts, gap_list, total, sentences = self._samples.get(model, ([], [], 0.0, []))
+        ttfts.extend([ttft] if ttft is not None else [])
+        sentences.extend([sentence] if sentence is not None else [])
+        self._samples[model] = (ttfts[-TTFT_SAMPLES:], (gap_list + gaps)[-GAP_SAMPLES:], total + (cost or 0.0),
+                                sentences[-TTFT_SAMPLES:])
         if self._flush_timer is None:
             self._flush_timer = self._loop.call_later(SAMPLE_FLUSH, self._flush_samples)
 
     def _flush_samples(self) -> None:
         self._flush_timer = None
         samples, self._samples = self._samples, {}
-        for model, (ttfts, gaps, cost) in samples.items():
-            self._submit(self._write_samples(model, ttfts, gaps, cost))
+        for model, gathered in samples.items():
+            self._submit(self._write_samples(model, gathered))
 
-    def _write_samples(self, model: str, ttfts: list[float], gaps: list[float], cost: float) -> _Op:
-        keys = [self.key("m", model), self.key("models"), self.key("ttft", model), self.key("gap", model)]
-        args = [model, ",".join(map(repr, ttfts)), repr(cost) if cost else "", str(TTFT_SAMPLES), str(GAP_SAMPLES),
-                *map(repr, gaps)]
+    def _write_samples(self, model: str, gathered: scripts.Samples) -> _Op:
+        keys = [self.key("m", model), self.key("models"), *(self.key(k, model) for k in ("ttft", "gap", "sentence"))]
+        args = scripts.reply_args(model, gathered)
 
         async def op(client: aioredis.Redis) -> None:
             if await self._scripts["REPLY"](keys=keys, args=args, client=client):
@@ -417,7 +417,7 @@ class RedisHealthStore:
                 self._take(await op(client), source="script")
 
     async def _read(self, client: aioredis.Redis, models: list[str], *, latency: bool) -> None:
-        for model, fields, ttft, gap in await read_models(client, self.key, models, latency=latency):
+        for model, fields, ttft, gap, sentence in await read_models(client, self.key, models, latency=latency):
             if isinstance(fields, Exception):
                 self._warn_once("healed", "fleet health: %s under %r is not a hash (%s); it is replaced at the "
                                 "next verdict", model, self.prefix, fields)
@@ -430,7 +430,7 @@ class RedisHealthStore:
             self._offer(model, state)
             if self.tracker is not None:
                 ring = self.tracker.latency(model)
-                for kept, fresh in ((ring.ttft, ttft), (ring.gap, gap)):
+                for kept, fresh in ((ring.ttft, ttft), (ring.gap, gap), (ring.sentence, sentence)):
                     if fresh:
                         kept.replace(fresh)
 

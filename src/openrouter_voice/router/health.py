@@ -213,8 +213,8 @@ class HealthTracker:
     def record_reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None = None,
                      sentence: float | None = None) -> None:
         """A healthy reply's time to first token, gaps between chunks (seconds), cost (credits) and, in
-        spoken replies, time from the first token to the end of the first sentence (kept in this process:
-        the fleet store shares the first two).
+        spoken replies, time from the first token to the end of the first sentence (a fleet store shares
+        them all).
 
         >>> health = HealthTracker()
         >>> health.record_reply("m", ttft=0.3, gaps=[0.01, 0.02], cost=0.001)
@@ -230,7 +230,7 @@ class HealthTracker:
         if cost is not None and cost >= 0:
             health.cost += cost
         if self.sink is not None:
-            self.sink.reply(model, ttft=ttft, gaps=gaps, cost=cost)
+            self.sink.reply(model, ttft=ttft, gaps=gaps, cost=cost, sentence=sentence)
 
     def mark_tool_less(self, model: str) -> None:
         """``model`` refused tools: later turns send it none (after the models that take them)."""

@@ -63,5 +63,7 @@ class HealthSink(Protocol):
     def tool_less(self, model: str) -> None:
         """``model`` refused tools: every process should send it turns without them."""
 
-    def reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None) -> None:
-        """A healthy reply's timings (seconds) and cost (credits), for latency learning and the view."""
+    def reply(self, model: str, *, ttft: float | None, gaps: list[float], cost: float | None,
+              sentence: float | None = None) -> None:
+        """A healthy reply's timings (seconds: ``sentence`` from its first token to the end of its first
+        speakable sentence, in spoken replies) and cost (credits), for latency learning and the view."""
