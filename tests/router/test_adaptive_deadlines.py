@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from openrouter_voice.router import Outcome
-from openrouter_voice.router.deadlines import HEDGE_FLOOR, STALL_FLOOR, hedge_delay, stall_deadline
-from openrouter_voice.testing import Script
+from openrouter_voice.router.deadlines import HEDGE_FLOOR, HEDGE_QUANTILE, STALL_FLOOR, hedge_delay, stall_deadline
+from openrouter_voice.testing import LoopLagMonitor, Script
 from tests.conftest import USER, continuing
 from tests.timing import halfway, until
 
@@ -38,20 +38,24 @@ async def test_hedging_at_the_p95_costs_few_extra_requests(upstream, make_router
     # hedge_after is only the ceiling; the budget is no limit here, so the p95 rule alone decides.
     router = make_router(["a/primary", "b/backup"], first_token_timeout=3.0, hedge_after=1.0, hedge_budget=1.0)
     turns = 0
-    for _ in range(12):
-        replies = await asyncio.gather(*(router.complete(USER) for _ in range(20)))
-        assert all(r.text == "Healthy reply." for r in replies)
-        turns += len(replies)
+    async with LoopLagMonitor() as lag:
+        for _ in range(12):
+            replies = await asyncio.gather(*(router.complete(USER) for _ in range(20)))
+            assert all(r.text == "Healthy reply." for r in replies)
+            turns += len(replies)
     extra = len(upstream.requests) - turns
     # Hedging at the p95 costs about 5% (3 to 4% in the benchmark, which measures it); here a loaded
     # machine delays whole bursts of 20 at once (seen: 9.6% at load 12 on 2 cores), so the bound is
     # halfway to what hedging at the p75 would cost (25%), and far from hedging at the p50 (50%).
     assert extra <= halfway(0.05, 0.25) * turns, f"{extra} hedges in {turns} turns"
-    # The hedge followed the primary's own tail, below the configured second.
+    # The router learnt the primary's own tail: the p95 it serves (0.6 s) plus what this machine adds to a
+    # first token, at most about the event loop's worst lag in this run (0.3 s seen at load 13 on 2 cores),
+    # so the ceiling (1 s) may bind under load; far from the first-token timeout (3 s), which losers'
+    # samples would show if they were recorded at a deadline instead of at their own first token.
+    learnt = router.health.latency("a/primary").ttft.quantile(HEDGE_QUANTILE)
+    assert learnt is not None and 0.5 < learnt < halfway(0.6 + lag.worst, 3.0), (learnt, lag.worst)
     chosen = hedge_delay(router.health.latency("a/primary"), 1.0)
-    # true p95 0.6 s + the margin; learnt: above the floor, below the configured ceiling (1 s)
-    assert chosen is not None and 0.6 < chosen.seconds < 1.0, chosen
-    assert "p95 TTFT" in chosen.why
+    assert chosen is not None and 0.6 < chosen.seconds <= 1.0 and "p95 TTFT" in chosen.why, chosen
     # A model hedged past is never cooled down for losing.
     assert router.health.is_available("a/primary") and router.health.reason("a/primary") is None
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 
 from openrouter_voice.router import AllModelsFailedError
 from openrouter_voice.testing import ChaosScript, LoopLagMonitor, intended_reply
-from tests.timing import until
+from tests.timing import slowed, until
 
 
 async def timed(turn: Awaitable[object]) -> float:
@@ -32,8 +32,8 @@ async def test_concurrent_conversations_through_random_faults(upstream, make_rou
                                      for n in range(15 * 3)))
     healthy_p95 = statistics.quantiles(healthy, n=20)[18]
     scale = max(1.0, 3 * healthy_p95 / 0.3)
-    router = make_router(models, first_token_timeout=0.3 * scale, stall_timeout=0.3 * scale,
-                         final_first_token_timeout=0.6 * scale, hedge_after=0.15 * scale)
+    router = make_router(models, **slowed(scale, first_token_timeout=0.3, stall_timeout=0.3,
+                                          final_first_token_timeout=0.6, hedge_after=0.15))
     fds_before = len(os.listdir("/proc/self/fd"))
     outcomes: list[str] = []
 

@@ -1,5 +1,5 @@
-"""What the scripted upstream does per request (:class:`Script`), what it received
-(:class:`RecordedRequest`), and the catalog it serves by default.
+"""What the scripted upstream does per request (:class:`Script`), how it encodes a stream
+(:class:`StreamChunks`), what it received (:class:`RecordedRequest`), and the catalog it serves by default.
 
 >>> Script(text="Hello there!").tokens()
 ['Hello', ' there!']
@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -81,6 +82,38 @@ class RecordedRequest:
     def messages(self) -> list[dict[str, Any]]:
         messages = self.body.get("messages")
         return messages if isinstance(messages, list) else []
+
+
+@dataclass(frozen=True)
+class StreamChunks:
+    """Encodes one streamed generation's SSE events, each with its id, creation time and served model.
+
+    >>> chunk = StreamChunks("gen-1", "openai/gpt-4o-mini", 1_750_000_000)
+    >>> chunk({"content": "Hi"})[:60]
+    b'data: {"id":"gen-1","object":"chat.completion.chunk","create'
+    >>> chunk.usage({"total_tokens": 3}).endswith(b'"choices": [], "usage": {"total_tokens": 3}}\\n\\n')
+    True
+    """
+
+    gen_id: str
+    served: str
+    created: int
+
+    def __call__(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        payload: dict[str, Any] = {
+            "id": self.gen_id, "object": "chat.completion.chunk", "created": self.created, "model": self.served,
+            "provider": "Scripted",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        payload.update(extra)
+        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+    def usage(self, usage: dict[str, Any]) -> bytes:
+        """The last event: no choices, the generation's usage."""
+        return b"data: " + json.dumps({
+            "id": self.gen_id, "object": "chat.completion.chunk", "created": self.created, "model": self.served,
+            "choices": [], "usage": usage,
+        }).encode() + b"\n\n"
 
 
 def usage_payload(script: Script, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:

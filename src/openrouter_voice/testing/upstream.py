@@ -22,13 +22,13 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
 
-from .script import KEEPALIVE, RecordedRequest, Script, ScriptSource, default_catalog, usage_payload
+from .script import KEEPALIVE, RecordedRequest, Script, ScriptSource, StreamChunks, default_catalog, usage_payload
 
 
 class ScriptedUpstream:
@@ -316,30 +316,24 @@ class ScriptedUpstream:
 
     async def _stream_body(self, request: web.Request, response: web.StreamResponse, script: Script,
                            model: str, prompt_tokens: int) -> None:
-        gen_id = f"gen-{time.time_ns()}"
-        served = script.served_model or model
-        created = int(time.time())
-
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-            payload: dict[str, Any] = {
-                "id": gen_id, "object": "chat.completion.chunk", "created": created, "model": served,
-                "provider": "Scripted",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            payload.update(extra)
-            return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
+        chunk = StreamChunks(f"gen-{time.time_ns()}", script.served_model or model, int(time.time()))
         if script.raw_events is not None:
             for raw in script.raw_events:
                 await response.write(b"data: " + raw.encode() + b"\n\n")
             return
-
         if script.keepalive_only:
             while True:
                 await response.write(KEEPALIVE)
                 await asyncio.sleep(script.keepalive_interval)
+        await self._await_first_token(response, script)
+        await response.write(chunk({"role": "assistant", "content": ""}))
+        sent = await self._stream_tokens(request, response, script, chunk)
+        if sent is not None:
+            await self._finish_stream(response, script, chunk, prompt_tokens, sent)
 
-        # Wait for the first token, with keep-alive comments like OpenRouter sends meanwhile.
+    @staticmethod
+    async def _await_first_token(response: web.StreamResponse, script: Script) -> None:
+        """Wait ``script.ttft``, with keep-alive comments like OpenRouter sends meanwhile."""
         remaining = script.ttft
         if script.keepalive_before_first_token and remaining > 0:
             await response.write(KEEPALIVE)
@@ -350,53 +344,58 @@ class ScriptedUpstream:
             if remaining > 0 and script.keepalive_before_first_token:
                 await response.write(KEEPALIVE)
 
-        await response.write(chunk({"role": "assistant", "content": ""}))
+    async def _stream_tokens(self, request: web.Request, response: web.StreamResponse, script: Script,
+                             chunk: StreamChunks) -> int | None:
+        """Send the text token by token; the number sent, or None when a scripted fault ended the stream."""
         interval = 1.0 / script.tokens_per_second if script.tokens_per_second > 0 else 0.0
         tokens = script.tokens()
         sent = 0
         for index, token in enumerate(tokens):
-            if script.error_after_tokens is not None and index >= script.error_after_tokens:
-                await self._send_stream_error(response, chunk, script)
-                return
-            if script.stall_after_tokens is not None and index >= script.stall_after_tokens:
-                await asyncio.sleep(3600)
-            if script.drop_after_tokens is not None and index >= script.drop_after_tokens:
-                self._drop(request)
-                return
+            if await self._play_faults(request, response, script, chunk, index, end=False):
+                return None
             if script.dribble_after_tokens is not None and index >= script.dribble_after_tokens:
                 interval = script.dribble_interval
             if index and interval:
                 await asyncio.sleep(interval)
             await response.write(chunk({"content": token}))
             sent += 1
-        if script.error_after_tokens is not None and script.error_after_tokens >= len(tokens):
-            await self._send_stream_error(response, chunk, script)
-            return
-        if script.stall_after_tokens is not None and script.stall_after_tokens >= len(tokens):
-            await asyncio.sleep(3600)
-        if script.drop_after_tokens is not None and script.drop_after_tokens >= len(tokens):
-            self._drop(request)
-            return
+        if await self._play_faults(request, response, script, chunk, len(tokens), end=True):
+            return None
+        return sent
 
+    async def _play_faults(self, request: web.Request, response: web.StreamResponse, script: Script,
+                           chunk: StreamChunks, reached: int, end: bool) -> bool:
+        """Play the faults due once ``reached`` tokens went out; True when one ended the stream."""
+        if _due(script.error_after_tokens, reached, end):
+            await self._send_stream_error(response, chunk, script)
+            return True
+        if _due(script.stall_after_tokens, reached, end):
+            await asyncio.sleep(3600)
+        if _due(script.drop_after_tokens, reached, end):
+            self._drop(request)
+            return True
+        return False
+
+    @staticmethod
+    async def _finish_stream(response: web.StreamResponse, script: Script, chunk: StreamChunks,
+                             prompt_tokens: int, sent: int) -> None:
+        """Tool calls (arguments in two pieces), the finish reason, usage and ``[DONE]``."""
         for i, (name, args) in enumerate(script.tool_calls):
             arguments = args if isinstance(args, str) else json.dumps(args)
             half = len(arguments) // 2
-            await response.write(chunk({"tool_calls": [{"index": i, "id": f"call_{i}_{gen_id}", "type": "function",
+            await response.write(chunk({"tool_calls": [{"index": i, "id": f"call_{i}_{chunk.gen_id}",
+                                                        "type": "function",
                                                         "function": {"name": name, "arguments": ""}}]}))
             for piece in (arguments[:half], arguments[half:]):
                 await response.write(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
         finish = "tool_calls" if script.tool_calls else script.finish_reason
         if finish is not None:
             await response.write(chunk({}, finish))
-        usage = usage_payload(script, prompt_tokens, sent + len(script.tool_calls) * 8)
-        await response.write(b"data: " + json.dumps({
-            "id": gen_id, "object": "chat.completion.chunk", "created": created, "model": served,
-            "choices": [], "usage": usage,
-        }).encode() + b"\n\n")
+        await response.write(chunk.usage(usage_payload(script, prompt_tokens, sent + len(script.tool_calls) * 8)))
         if script.send_done:
             await response.write(b"data: [DONE]\n\n")
 
-    async def _send_stream_error(self, response: web.StreamResponse, chunk: Callable[..., bytes],
+    async def _send_stream_error(self, response: web.StreamResponse, chunk: StreamChunks,
                                  script: Script) -> None:
         error: dict[str, Any] = {"code": script.error_code, "message": script.error_message}
         if script.error_type:
@@ -409,6 +408,11 @@ class ScriptedUpstream:
         transport = request.transport
         if transport is not None:
             transport.abort()
+
+
+def _due(after: int | None, reached: int, end: bool) -> bool:
+    # within the text a fault is due once `after` tokens went out; at its end, any fault set past the last one
+    return after is not None and (after >= reached if end else reached >= after)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
