@@ -12,7 +12,9 @@ spoken. No library replays it, so this chain does, sentence by sentence:
   the next provider: what the caller hears twice is at most the start of that one sentence;
 - each provider has a first-audio deadline learnt from its own recent sentences
   (:mod:`.first_audio`): a provider that is silent past it is replaced, so a silent Cartesia costs
-  about its p95 plus a margin instead of a fixed 3 s;
+  about its p95 plus a margin instead of a fixed 3 s; before anything is learnt (the first sentences
+  of a call), the next voice starts on the sentence alongside after a short cold bound, and whichever
+  has audio first is heard (:mod:`.hedge`): never both, never a word twice;
 - a failed provider is skipped and probed in the background (one probe at a time, with the sentence
   it failed on), and takes over again, from the next answer on, once a probe is spoken;
 - an answer with no text (an LLM step that only calls a tool) touches no provider: it is not a
@@ -36,7 +38,8 @@ from typing import Any, Literal
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectionError, APIConnectOptions, tokenize, tts, utils
 
-from .first_audio import FirstAudioDeadline
+from .first_audio import COLD, FirstAudioDeadline
+from .hedge import Speaker, hedge
 
 logger = logging.getLogger("openrouter_voice.speech")
 
@@ -140,14 +143,15 @@ class FailoverTTS(tts.TTS[Literal["failover", "acknowledged"]]):
     """
 
     def __init__(self, voices: list[tts.TTS[Any]], *, floor: float = 0.4, ceiling: float = 3.0,
-                 margin: float = 0.25) -> None:
+                 margin: float = 0.25, cold: float = COLD) -> None:
         if not voices:
             raise ValueError("FailoverTTS needs at least one voice")
         if len({v.num_channels for v in voices}) != 1:
             raise ValueError("every voice of a FailoverTTS must have the same number of channels")
         super().__init__(capabilities=tts.TTSCapabilities(streaming=True),
                          sample_rate=max(v.sample_rate for v in voices), num_channels=voices[0].num_channels)
-        self.voices = [Voice(v, FirstAudioDeadline(floor=floor, ceiling=ceiling, margin=margin)) for v in voices]
+        self.voices = [Voice(v, FirstAudioDeadline(floor=floor, ceiling=ceiling, margin=margin,
+                                                   cold=min(cold, ceiling))) for v in voices]
         self._open: list[_FailoverStream] = []
         self._closed = False
 
@@ -272,25 +276,52 @@ class _FailoverStream(tts.SynthesizeStream):
         self._forwarded += frame.duration
 
     async def _say(self, index: int, text: str) -> None:
-        """Sentence ``index`` spoken by this answer's voice, or by the next ones from its start."""
-        voices = self._owner.voices
+        """Sentence ``index`` spoken by this answer's voice, hedged on the next one (:mod:`.hedge`), or by
+        the next ones from its start."""
+        voices, owner = self._owner.voices, self._owner
         every_voice_down = not any(v.available for v in voices)
-        for i in range(self._current, len(voices)):
+        i = self._current
+        while i < len(voices):
             voice = voices[i]
             if not (voice.available or every_voice_down):
-                self._owner._probe(voice, text)
+                owner._probe(voice, text)
+                i += 1
                 continue
+            backup = next((k for k in range(i + 1, len(voices)) if voices[k].available), None)
             self._current, self._awaiting = i, i
             try:
-                await voice.speak(text, rate=self._owner.sample_rate, conn_options=self._conn_options, emit=self._emit,
-                                  last=i == len(voices) - 1, on_first_audio=self._heard)
-                return
-            except VoiceFailed as failure:
-                self._owner._failed(voice, failure, sentence=index, text=text)
+                result = await hedge(self._speaker(i, text), None if backup is None else self._speaker(backup, text),
+                                     after=voice.deadline.hedge_after())
             finally:
                 self._awaiting = None
+            for k, error in zip((i, backup), result.errors, strict=True):
+                if isinstance(error, VoiceFailed) and k is not None:
+                    owner._failed(voices[k], error, sentence=index, text=text)
+                elif error is not None:
+                    raise error
+            if result.winner == 1 and backup is not None:  # the backup spoke first: this voice is too slow
+                if result.errors[0] is None:
+                    slow = VoiceFailed(f"no audio within {voice.deadline.hedge_after():.2f} s, "
+                                       f"before {voices[backup].label}'s", 0.0)
+                    owner._failed(voice, slow, sentence=index, text=text)
+                i = self._current = backup
+            if result.winner is not None and result.errors[result.winner] is None:
+                return
+            i = (backup if result.winner == 0 and backup is not None else i + 1)
         raise APIConnectionError(f"every voice failed on sentence {index + 1} "
                                  f"({', '.join(v.label for v in voices)})", retryable=False)
+
+    def _speaker(self, i: int, text: str) -> Speaker:
+        voices = self._owner.voices
+
+        async def speak(first_audio: Callable[[], None]) -> None:
+            def heard() -> None:
+                first_audio()
+                self._current = i
+                self._heard()
+            await voices[i].speak(text, rate=self._owner.sample_rate, conn_options=self._conn_options, emit=self._emit,
+                                  last=i == len(voices) - 1, on_first_audio=heard)
+        return speak
 
     def _heard(self) -> None:
         self._awaiting = None
