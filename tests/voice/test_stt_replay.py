@@ -88,3 +88,37 @@ async def test_deepgram_takes_over_again_once_it_answers(call, upstream, deepgra
     assert later.answer == ANSWER and "hear me" in asked(upstream)
     assert voice.session.stt._active_instance.provider.lower() == "deepgram"  # it served the later turn
     assert sum(len(c.utterances) for c in deepgram.connections) == served_before + 1
+
+
+async def test_a_hung_handshake_on_the_first_question_costs_little_more_than_a_healthy_turn(call, upstream,
+                                                                                            deepgram):
+    """The local STT hears the first question alongside the pending handshake and its transcript is used
+    as soon as it has one: the caller does not wait for the handshake's timeout, and the question is
+    answered once."""
+    upstream.script("a/model", Script(text=ANSWER))
+    short = "Hello, can you hear me?"  # too short for the watchdog's 2 s of unanswered speech
+    question = await speech(short)
+    healthy_call = await call(["a/model"], deepgram=deepgram)
+    healthy = await healthy_call.say(question)
+    assert healthy.answer == ANSWER and healthy.ttfa is not None and deepgram.connections[0].utterances
+    local_only = await (await call(["a/model"])).say(question)  # the local STT alone: what it takes to transcribe
+    assert local_only.answer == ANSWER
+
+    deepgram.script(DeepgramScript(hang=True))
+    voice = await call(["a/model"], deepgram=deepgram)
+    changes: list[tuple[str, bool]] = []
+    voice.session.stt.on("stt_availability_changed", lambda ev: changes.append((ev.stt.provider.lower(), ev.available)))
+    turn = await voice.say(question)
+    assert turn.answer == ANSWER and turn.ttfa is not None, "the question was lost"
+    assert heard_whole(short, upstream), asked(upstream)
+    assert len(upstream.requests) == 3  # one answer for the one question: never two final transcripts
+    assert changes == [("deepgram", False)]
+    taken, by_local = turn.stages()["eou_delay"], local_only.stages()["eou_delay"]
+    print(f"healthy TTFA {healthy.ttfa:.2f} s, hung Deepgram handshake {turn.ttfa:.2f} s; question taken "
+          f"{taken:.2f} s after its end (local STT alone {by_local:.2f} s, healthy Deepgram "
+          f"{healthy.stages()['eou_delay']:.2f} s)")
+    # the question is taken (end of speech to the end of the turn, LiveKit's own figure) as soon as the local
+    # STT alone takes it, with a margin for a loaded machine: neither the handshake's 3 s timeout nor the
+    # watchdog's 1.2 s after the question is waited for (before this: 1.7-2.1 s, against 0.6 s)
+    assert taken <= 1.25 * by_local + 0.2
+    assert turn.ttfa <= 1.5 * healthy.ttfa + 1.0  # the issue's target, healthy + 1 s, with the same margin
