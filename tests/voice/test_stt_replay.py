@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from rapidfuzz import fuzz
 
+from openrouter_voice.speech.replay import ReplayingFallbackAdapter
 from openrouter_voice.testing import Script
 from openrouter_voice.testing.deepgram import DeepgramScript
 from tests.voice.conftest import speech
@@ -101,8 +102,6 @@ async def test_a_hung_handshake_on_the_first_question_costs_little_more_than_a_h
     healthy_call = await call(["a/model"], deepgram=deepgram)
     healthy = await healthy_call.say(question)
     assert healthy.answer == ANSWER and healthy.ttfa is not None and deepgram.connections[0].utterances
-    local_only = await (await call(["a/model"])).say(question)  # the local STT alone: what it takes to transcribe
-    assert local_only.answer == ANSWER
 
     deepgram.script(DeepgramScript(hang=True))
     voice = await call(["a/model"], deepgram=deepgram)
@@ -111,14 +110,13 @@ async def test_a_hung_handshake_on_the_first_question_costs_little_more_than_a_h
     turn = await voice.say(question)
     assert turn.answer == ANSWER and turn.ttfa is not None, "the question was lost"
     assert heard_whole(short, upstream), asked(upstream)
-    assert len(upstream.requests) == 3  # one answer for the one question: never two final transcripts
+    assert len(upstream.requests) == 2  # one answer for the one question: never two final transcripts
     assert changes == [("deepgram", False)]
-    taken, by_local = turn.stages()["eou_delay"], local_only.stages()["eou_delay"]
     print(f"healthy TTFA {healthy.ttfa:.2f} s, hung Deepgram handshake {turn.ttfa:.2f} s; question taken "
-          f"{taken:.2f} s after its end (local STT alone {by_local:.2f} s, healthy Deepgram "
-          f"{healthy.stages()['eou_delay']:.2f} s)")
-    # the question is taken (end of speech to the end of the turn, LiveKit's own figure) as soon as the local
-    # STT alone takes it, with a margin for a loaded machine: neither the handshake's 3 s timeout nor the
-    # watchdog's 1.2 s after the question is waited for (before this: 1.7-2.1 s, against 0.6 s)
-    assert taken <= 1.25 * by_local + 0.2
-    assert turn.ttfa <= 1.5 * healthy.ttfa + 1.0  # the target, healthy + 1 s, with the same margin
+          f"{turn.stages()['eou_delay']:.2f} s after its end (healthy {healthy.stages()['eou_delay']:.2f} s)")
+    # taken from the local STT heard alongside, as soon as it had the question: not after the handshake's 3 s
+    # timeout nor the watchdog's 1.2 s after the question (which took 1.7-2.1 s against 0.6 s before; on a
+    # machine this loaded, the local STT's own time varies 0.6-2 s from one turn to the next, so the path
+    # taken is the oracle, and the time is held to the target with a margin)
+    assert isinstance(voice.session.stt, ReplayingFallbackAdapter) and voice.session.stt.overtaken == 1
+    assert turn.ttfa <= 1.5 * healthy.ttfa + 1.0  # the target, healthy + 1 s, with a margin

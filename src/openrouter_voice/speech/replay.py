@@ -109,13 +109,21 @@ class UtteranceAudio:
 @dataclasses.dataclass
 class Alongside:
     """STT ``index`` hearing the utterance in flight beside the serving one, ``base`` the position of
-    the first frame it heard; ``held`` its events, forwarded only if it takes over."""
+    the first frame it heard; ``held`` its events (None: the stream ended), forwarded only if it takes
+    over. Its one reader is ``task`` for its whole life: cancelling a reader mid-read would end the
+    stream's event iterator (LiveKit's tee), so an adopted stream is read through ``held``."""
 
     index: int
     stream: stt.RecognizeStream
     base: float
-    held: list[stt.SpeechEvent] = dataclasses.field(default_factory=list)
+    held: asyncio.Queue[stt.SpeechEvent | BaseException | None] = dataclasses.field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
+
+    async def events(self) -> AsyncIterator[stt.SpeechEvent]:
+        while (ev := await self.held.get()) is not None:
+            if isinstance(ev, BaseException):
+                raise ev
+            yield ev
 
 
 class Overtaken(APIConnectionError):
@@ -125,6 +133,8 @@ class Overtaken(APIConnectionError):
 class ReplayingFallbackAdapter(stt.FallbackAdapter):
     """LiveKit's ``stt.FallbackAdapter`` (same arguments) whose stream replays the utterance in flight
     to the next STT on a failover and returns to a failed STT once it answers again."""
+
+    overtaken = 0  # utterances the STT alongside transcribed while the serving one said nothing
 
     def stream(self, *, language: NotGivenOr[str] = NOT_GIVEN,
                conn_options: APIConnectOptions = FALLBACK_CONN_OPTIONS) -> stt.RecognizeStream:
@@ -193,9 +203,8 @@ class ReplayingStream(stt.RecognizeStream):
         """Serve the call with STT ``i`` until the input ends (False) or a better one is back (True)."""
         engine, adapter = self._adapter._stt_instances[i], self._adapter
         adopted = await self._adopt_alongside(i)
-        held: list[stt.SpeechEvent] = []
         if adopted is not None:  # it has heard the utterance in flight already
-            stream, base, held = adopted.stream, adopted.base, adopted.held
+            stream, base, events = adopted.stream, adopted.base, adopted.events()
         else:
             stream = engine.stream(language=self._language, conn_options=dataclasses.replace(
                 self._conn_options, max_retry=adapter._max_retry_per_stt, timeout=adapter._attempt_timeout,
@@ -203,12 +212,13 @@ class ReplayingStream(stt.RecognizeStream):
             stream.start_time_offset = self.start_time_offset + (time.time() - self._start_time)
             base = self._audio.start  # the position of the first frame this stream hears
             self._feed(stream)
-        self._serving, self._ended_at, self._answered = i, None, bool(held)
+            events = aiter(stream)
+        self._serving, self._ended_at, self._answered = i, None, adopted is not None
         self._back.clear()
         self._overtaken.clear()
         self._main = stream
         async with stream:
-            relay = asyncio.create_task(self._relay(engine, stream, base, held))
+            relay = asyncio.create_task(self._relay(engine, stream, base, events))
             back = asyncio.create_task(self._back.wait())
             overtaken = asyncio.create_task(self._overtaken.wait())
             try:
@@ -218,6 +228,8 @@ class ReplayingStream(stt.RecognizeStream):
                 await aio.cancel_and_wait(back, overtaken)
                 if not relay.done():
                     await aio.cancel_and_wait(relay)
+        if adopted is not None and adopted.task is not None:
+            await aio.cancel_and_wait(adopted.task)  # its stream is closed: nothing more to read
         if self._overtaken.is_set():  # whatever the serving stream did meanwhile: it is given up
             if relay.done() and not relay.cancelled():
                 relay.exception()
@@ -233,10 +245,9 @@ class ReplayingStream(stt.RecognizeStream):
         alongside, self._alongside = self._alongside, None
         if alongside is None:
             return None
-        if alongside.task is not None:
-            await aio.cancel_and_wait(alongside.task)  # no event is lost: the stream keeps what is unread
         if alongside.index == i:
             return alongside
+        await aio.cancel_and_wait(*([alongside.task] if alongside.task is not None else []))
         await alongside.stream.aclose()
         return None
 
@@ -262,18 +273,22 @@ class ReplayingStream(stt.RecognizeStream):
         self._alongside = alongside
 
     async def _listen_alongside(self, alongside: Alongside) -> None:
-        async for ev in alongside.stream:
-            alongside.held.append(ev)
-            if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT and ev.alternatives and ev.alternatives[0].text:
-                if self._answered or self._alongside is not alongside:
-                    return
-                logger.warning("%s said nothing of an utterance %s transcribed: %s takes over",
-                               self._adapter._stt_instances[self._serving].label,
-                               self._adapter._stt_instances[alongside.index].label,
-                               self._adapter._stt_instances[alongside.index].label)
-                self._main = None  # from now on the serving STT's events are dropped: one final per utterance
-                self._overtaken.set()
-                return
+        try:
+            async for ev in alongside.stream:
+                alongside.held.put_nowait(ev)
+                if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT and ev.alternatives and ev.alternatives[0].text \
+                        and not self._answered and self._alongside is alongside and self._main is not None:
+                    engines = self._adapter._stt_instances
+                    logger.warning("%s said nothing of an utterance %s transcribed: %s takes over",
+                                   engines[self._serving].label, engines[alongside.index].label,
+                                   engines[alongside.index].label)
+                    self._main = None  # from now on the serving STT's events are dropped: one final per utterance
+                    self._overtaken.set()
+                    self._adapter.overtaken += 1
+        except Exception as exc:  # its failure is the adopter's to handle, as a serving stream's would be
+            alongside.held.put_nowait(exc)
+        finally:
+            alongside.held.put_nowait(None)
 
     def _answered_now(self) -> None:
         """The serving STT said something of the utterance: the one alongside is not needed."""
@@ -295,14 +310,8 @@ class ReplayingStream(stt.RecognizeStream):
             stream.end_input()
 
     async def _relay(self, engine: stt.STT[Any], stream: stt.RecognizeStream, base: float,
-                     held: list[stt.SpeechEvent]) -> None:
-        async def events() -> AsyncIterator[stt.SpeechEvent]:
-            for ev in held:
-                yield ev
-            async for ev in stream:
-                yield ev
-
-        async for ev in events():
+                     events: AsyncIterator[stt.SpeechEvent]) -> None:
+        async for ev in events:
             if self._main is not stream:
                 return  # overtaken by the STT alongside: its transcript is the utterance's one
             self._adapter._active_instance = engine
