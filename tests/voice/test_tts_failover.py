@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -163,14 +164,19 @@ async def test_an_answer_without_text_touches_no_voice(chain, spoken_cartesia):
     assert spoken_cartesia.handshakes == 0 and all(v.available for v in chain.voices)
 
 
-async def test_a_silent_cartesia_costs_its_learnt_deadline_not_three_seconds(call, upstream, spoken_cartesia):
-    answer = "Sure, I can hear you. What would you like to know?"
+async def answering(call: Any, upstream: Any, cartesia: ScriptedCartesia, answer: str) -> tuple[Any, FailoverTTS]:
+    """A call whose model says ``answer``, and its voices: without "One moment." (the turn's other stages
+    are slow on a busy machine), so that the voice alone is measured."""
     await warm(answer)
     upstream.script("a/model", Script(text=answer))
-    # without "One moment." (the turn's other stages are slow on a busy machine): the voice alone is measured
-    voice = await call(["a/model"], cartesia=spoken_cartesia)
-    voices = voice.session.tts
-    assert isinstance(voices, FailoverTTS)
+    voice = await call(["a/model"], cartesia=cartesia)
+    assert isinstance(voice.session.tts, FailoverTTS)
+    return voice, voice.session.tts
+
+
+async def test_a_silent_cartesia_costs_its_learnt_deadline_not_three_seconds(call, upstream, spoken_cartesia):
+    answer = "Sure, I can hear you. What would you like to know?"
+    voice, voices = await answering(call, upstream, spoken_cartesia, answer)
     question = await speech("Hello, can you hear me?")
     healthy = []
     for _ in range(3):  # two sentences a turn: the deadline is learnt after five
@@ -200,11 +206,7 @@ async def test_a_silent_cartesia_on_the_first_answers_of_a_call_costs_the_cold_b
     """Nothing is learnt yet (fewer than five sentences): the local voice starts alongside after the cold
     bound and is heard, alone, with every word of the answer once."""
     answer = "Sure, I can hear you. What would you like to know?"
-    await warm(answer)
-    upstream.script("a/model", Script(text=answer))
-    voice = await call(["a/model"], cartesia=spoken_cartesia)
-    voices = voice.session.tts
-    assert isinstance(voices, FailoverTTS)
+    voice, voices = await answering(call, upstream, spoken_cartesia, answer)
     failovers: list[TTSFailover] = []
     voices.on("failover", failovers.append)
     question = await speech("Hello, can you hear me?")
