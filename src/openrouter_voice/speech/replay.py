@@ -134,7 +134,9 @@ class ReplayingFallbackAdapter(stt.FallbackAdapter):
     """LiveKit's ``stt.FallbackAdapter`` (same arguments) whose stream replays the utterance in flight
     to the next STT on a failover and returns to a failed STT once it answers again."""
 
-    overtaken = 0  # utterances the STT alongside transcribed while the serving one said nothing
+    # times the STT heard alongside took over, having heard the utterance in flight (the serving one said
+    # nothing of it by the time it was transcribed, or failed first)
+    adopted = 0
 
     def stream(self, *, language: NotGivenOr[str] = NOT_GIVEN,
                conn_options: APIConnectOptions = FALLBACK_CONN_OPTIONS) -> stt.RecognizeStream:
@@ -246,6 +248,7 @@ class ReplayingStream(stt.RecognizeStream):
         if alongside is None:
             return None
         if alongside.index == i:
+            self._adapter.adopted += 1
             return alongside
         await aio.cancel_and_wait(*([alongside.task] if alongside.task is not None else []))
         await alongside.stream.aclose()
@@ -284,7 +287,6 @@ class ReplayingStream(stt.RecognizeStream):
                                    engines[alongside.index].label)
                     self._main = None  # from now on the serving STT's events are dropped: one final per utterance
                     self._overtaken.set()
-                    self._adapter.overtaken += 1
         except Exception as exc:  # its failure is the adopter's to handle, as a serving stream's would be
             alongside.held.put_nowait(exc)
         finally:
