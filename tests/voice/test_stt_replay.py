@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from rapidfuzz import fuzz
 
+from openrouter_voice.speech.replay import ReplayingFallbackAdapter
 from openrouter_voice.testing import Script
 from openrouter_voice.testing.deepgram import DeepgramScript
 from tests.voice.conftest import speech
@@ -88,3 +89,35 @@ async def test_deepgram_takes_over_again_once_it_answers(call, upstream, deepgra
     assert later.answer == ANSWER and "hear me" in asked(upstream)
     assert voice.session.stt._active_instance.provider.lower() == "deepgram"  # it served the later turn
     assert sum(len(c.utterances) for c in deepgram.connections) == served_before + 1
+
+
+async def test_a_hung_handshake_on_the_first_question_costs_little_more_than_a_healthy_turn(call, upstream,
+                                                                                            deepgram):
+    """The local STT hears the first question alongside the pending handshake and its transcript is used
+    as soon as it has one: the caller does not wait for the handshake's timeout, and the question is
+    answered once."""
+    upstream.script("a/model", Script(text=ANSWER))
+    short = "Hello, can you hear me?"  # too short for the watchdog's 2 s of unanswered speech
+    question = await speech(short)
+    healthy_call = await call(["a/model"], deepgram=deepgram)
+    healthy = await healthy_call.say(question)
+    assert healthy.answer == ANSWER and healthy.ttfa is not None and deepgram.connections[0].utterances
+
+    deepgram.script(DeepgramScript(hang=True))
+    voice = await call(["a/model"], deepgram=deepgram)
+    changes: list[tuple[str, bool]] = []
+    voice.session.stt.on("stt_availability_changed", lambda ev: changes.append((ev.stt.provider.lower(), ev.available)))
+    turn = await voice.say(question)
+    assert turn.answer == ANSWER and turn.ttfa is not None, "the question was lost"
+    assert heard_whole(short, upstream), asked(upstream)
+    assert len(upstream.requests) == 2  # one answer for the one question: never two final transcripts
+    assert changes == [("deepgram", False)]
+    print(f"healthy TTFA {healthy.ttfa:.2f} s, hung Deepgram handshake {turn.ttfa:.2f} s; question taken "
+          f"{turn.stages()['eou_delay']:.2f} s after its end (healthy {healthy.stages()['eou_delay']:.2f} s)")
+    # taken from the local STT heard alongside, as soon as it had the question (or at the handshake's timeout if
+    # that came first): not transcribed again from the replay after it; the watchdog's 1.2 s after the question
+    # is not waited for (1.7-2.1 s in all before, against 0.6 s). On a machine this loaded the local STT's own
+    # time varies 0.6-2 s from one turn to the next, so the path taken is the oracle, and the time is held to
+    # the issue's target with a margin
+    assert isinstance(voice.session.stt, ReplayingFallbackAdapter) and voice.session.stt.adopted == 1
+    assert turn.ttfa <= 1.5 * healthy.ttfa + 1.0  # the issue's target, healthy + 1 s, with a margin

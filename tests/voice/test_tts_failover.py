@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -163,14 +164,19 @@ async def test_an_answer_without_text_touches_no_voice(chain, spoken_cartesia):
     assert spoken_cartesia.handshakes == 0 and all(v.available for v in chain.voices)
 
 
-async def test_a_silent_cartesia_costs_its_learnt_deadline_not_three_seconds(call, upstream, spoken_cartesia):
-    answer = "Sure, I can hear you. What would you like to know?"
+async def answering(call: Any, upstream: Any, cartesia: ScriptedCartesia, answer: str) -> tuple[Any, FailoverTTS]:
+    """A call whose model says ``answer``, and its voices: without "One moment." (the turn's other stages
+    are slow on a busy machine), so that the voice alone is measured."""
     await warm(answer)
     upstream.script("a/model", Script(text=answer))
-    # without "One moment." (the turn's other stages are slow on a busy machine): the voice alone is measured
-    voice = await call(["a/model"], cartesia=spoken_cartesia)
-    voices = voice.session.tts
-    assert isinstance(voices, FailoverTTS)
+    voice = await call(["a/model"], cartesia=cartesia)
+    assert isinstance(voice.session.tts, FailoverTTS)
+    return voice, voice.session.tts
+
+
+async def test_a_silent_cartesia_costs_its_learnt_deadline_not_three_seconds(call, upstream, spoken_cartesia):
+    answer = "Sure, I can hear you. What would you like to know?"
+    voice, voices = await answering(call, upstream, spoken_cartesia, answer)
     question = await speech("Hello, can you hear me?")
     healthy = []
     for _ in range(3):  # two sentences a turn: the deadline is learnt after five
@@ -193,6 +199,41 @@ async def test_a_silent_cartesia_costs_its_learnt_deadline_not_three_seconds(cal
     # hops slow down with the machine, as the local voice does: up to half of it, plus 0.3 s); the turn's
     # other stages (end of turn, STT) vary by seconds on a loaded machine, so they are not judged
     assert tts_first_audio <= deadline + 1.5 * local_first + 0.3
+
+
+async def test_a_silent_cartesia_on_the_first_answers_of_a_call_costs_the_cold_bound_not_three_seconds(
+        call, upstream, spoken_cartesia):
+    """Nothing is learnt yet (fewer than five sentences): the local voice starts alongside after the cold
+    bound and is heard, alone, with every word of the answer once."""
+    answer = "Sure, I can hear you. What would you like to know?"
+    voice, voices = await answering(call, upstream, spoken_cartesia, answer)
+    failovers: list[TTSFailover] = []
+    voices.on("failover", failovers.append)
+    question = await speech("Hello, can you hear me?")
+    healthy = await voice.say(question)  # two sentences: still cold (five are needed)
+    assert healthy.answer == answer and not failovers and voices.voices[0].deadline.p95() is None
+    baseline = in_order(words(answer), heard(healthy.audio))
+
+    spoken_cartesia.script(CartesiaScript(silent=True))
+    silent = await voice.say(question)
+    assert silent.answer == answer and silent.ttfa is not None
+    assert len(failovers) == 1 and failovers[0].sentence == 0 and failovers[0].forwarded == 0.0
+    tts_first_audio, healthy_first_audio = silent.stages()["tts_ttfb"], healthy.stages()["tts_ttfb"]
+    local_first = voices.voices[1].last_first_audio
+    cold = voices.voices[0].deadline.hedge_after()
+    assert local_first is not None and cold < voices.voices[0].deadline.seconds()
+    print(f"healthy TTFA {healthy.ttfa:.2f} s, silent Cartesia {silent.ttfa:.2f} s; TTS first audio "
+          f"{tts_first_audio:.2f} s (healthy {healthy_first_audio:.2f} s): cold bound {cold:.2f} s, then the "
+          f"local voice {local_first:.2f} s")
+    assert "before" in failovers[0].reason  # the local voice, started alongside, spoke first
+    # the cold bound, then the local voice's first audio (started at the bound), not the 3 s ceiling and then
+    # the local voice: half the difference is the margin for the event loop's hops on a loaded machine
+    ceiling = voices.voices[0].deadline.ceiling
+    assert tts_first_audio <= cold + local_first + (ceiling - cold) / 2
+    # every word once, in order, in the local voice alone: never both voices, nothing said twice
+    assert in_order(words(answer), heard(silent.audio)) >= min(0.6, baseline), heard(silent.audio)
+    local_answer = sum([(await speech(s)).seconds for s in ["Sure, I can hear you.", "What would you like to know?"]])
+    assert silent.audio.seconds <= 1.15 * local_answer + 0.2
 
 
 async def test_the_apology_survives_cartesia_dropping_mid_sentence(call, upstream, spoken_cartesia):
@@ -270,3 +311,41 @@ async def test_a_slow_model_is_acknowledged_before_its_answer_unless_turned_off(
     else:
         assert turn.answer == "Here is the answer."
         assert guard.acknowledged == 0 and "moment" not in said, said
+
+
+async def test_cartesia_dropping_mid_sentence_is_resumed_at_the_first_word_not_heard_whole() -> None:
+    """With Cartesia's word timings, the local voice speaks the rest of the interrupted sentence from its
+    first word whose audio was not all forwarded: no word lost, none said twice but the start of that one."""
+    async with ScriptedCartesia(voice=spoken_voice, word_timestamps=True) as server, aiohttp.ClientSession() as http:
+        voices = FailoverTTS([cartesia.TTS(api_key="ca-test-key", base_url=server.base_url, http_session=http),
+                              local_tts()])
+        try:
+            await warm(*ANSWER.split())  # the scripted Cartesia speaks word by word: each word's take made now
+            expected = words(ANSWER)
+            healthy = await synthesize(voices, ANSWER)
+            assert not healthy.failovers
+            baseline = in_order(expected, heard(healthy.audio))
+            rate = voices.voices[0].tts.sample_rate
+            first, _ = await server.words_of(SENTENCES[0], rate)
+            second, timings = await server.words_of(SENTENCES[1], rate)
+            step = int(CHUNK_SECONDS * rate) * 2
+            # the socket dies halfway through the second sentence; new ones are refused
+            server.script([CartesiaScript(drop_after_total_chunks=-(-len(first) // step) + len(second) // step // 2),
+                           CartesiaScript(status=503)])
+            broken = await synthesize(voices, ANSWER)
+        finally:
+            await voices.aclose()
+
+    assert len(broken.failovers) == 1, broken.failovers
+    failover = broken.failovers[0]
+    print(f"resumed at word {failover.word + 1} of {SENTENCES[1]!r} after {failover.forwarded:.2f} s; heard "
+          f"{' '.join(heard(broken.audio))!r} (healthy: {' '.join(heard(healthy.audio))!r})")
+    assert failover.sentence == 1 and 0 < failover.word < len(timings), failover
+    assert timings[failover.word - 1][2] <= failover.forwarded + 1e-3  # the words skipped were all heard whole
+    assert failover.forwarded < timings[failover.word][2]  # the word resumed at was not: none heard twice whole
+    assert in_order(expected, heard(broken.audio)) >= min(0.6, baseline), (heard(broken.audio), expected)
+    # the audio holds the first sentence, what was forwarded of the second, and the local voice's rest only
+    rest = " ".join(SENTENCES[1].split()[failover.word:])
+    by_cartesia = len(first) / 2 / rate + failover.forwarded
+    by_local = (await speech(rest)).seconds + (await speech(SENTENCES[2])).seconds
+    assert by_cartesia + 0.85 * by_local - 0.2 <= broken.audio.seconds <= by_cartesia + 1.15 * by_local + 0.2

@@ -8,11 +8,15 @@ spoken. No library replays it, so this chain does, sentence by sentence:
 - the answer's text is cut into sentences here (LiveKit's blingfire tokenizer), and each sentence is
   synthesized by one provider on a stream of its own, so the audio of each sentence is known exactly
   (whatever the provider, with or without word timings);
-- a sentence whose audio was only partly forwarded when its provider failed is spoken again whole by
-  the next provider: what the caller hears twice is at most the start of that one sentence;
+- a sentence whose audio was only partly forwarded when its provider failed is spoken by the next
+  provider from its first word not heard whole, when the provider gave word timings (Cartesia does:
+  :mod:`.played_words`), else from its start: what the caller hears twice is at most the start of that
+  one word (of that one sentence without timings);
 - each provider has a first-audio deadline learnt from its own recent sentences
   (:mod:`.first_audio`): a provider that is silent past it is replaced, so a silent Cartesia costs
-  about its p95 plus a margin instead of a fixed 3 s;
+  about its p95 plus a margin instead of a fixed 3 s; before anything is learnt (the first sentences
+  of a call), the next voice starts on the sentence alongside after a short cold bound, and whichever
+  has audio first is heard (:mod:`.hedge`): never both, never a word twice;
 - a failed provider is skipped and probed in the background (one probe at a time, with the sentence
   it failed on), and takes over again, from the next answer on, once a probe is spoken;
 - an answer with no text (an LLM step that only calls a tool) touches no provider: it is not a
@@ -35,8 +39,11 @@ from typing import Any, Literal
 
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectionError, APIConnectOptions, tokenize, tts, utils
+from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
 
-from .first_audio import FirstAudioDeadline
+from .first_audio import COLD, FirstAudioDeadline
+from .hedge import Speaker, hedge
+from .played_words import PlayedWords, rest_of
 
 logger = logging.getLogger("openrouter_voice.speech")
 
@@ -46,12 +53,14 @@ Emit = Callable[[rtc.AudioFrame], Awaitable[None]]
 @dataclass(frozen=True)
 class TTSFailover:
     """A provider failed on sentence ``sentence`` (0-based) of an answer after ``forwarded`` seconds of
-    its audio of that sentence; the next provider speaks from that sentence's start."""
+    its audio of that sentence; the next provider speaks from that sentence's word ``word`` (0-based: its
+    start, unless the provider's word timings showed words before it heard whole)."""
 
     failed: str
     reason: str
     sentence: int
     forwarded: float
+    word: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,11 +71,12 @@ class Acknowledged:
 
 
 class VoiceFailed(Exception):
-    """One provider could not speak one sentence; ``forwarded`` seconds of it had been forwarded."""
+    """One provider could not speak one sentence; ``forwarded`` seconds of it had been forwarded, in
+    which the words ``heard`` were heard whole (as the provider timed them; none without timings)."""
 
-    def __init__(self, reason: str, forwarded: float) -> None:
+    def __init__(self, reason: str, forwarded: float, heard: list[str] | None = None) -> None:
         super().__init__(reason)
-        self.reason, self.forwarded = reason, forwarded
+        self.reason, self.forwarded, self.heard = reason, forwarded, heard or []
 
 
 @dataclass
@@ -100,13 +110,17 @@ class Voice:
             stream = engine.synthesize(text, conn_options=options)
         resampler = (rtc.AudioResampler(input_rate=engine.sample_rate, output_rate=rate)
                      if engine.sample_rate != rate else None)
-        forwarded = 0.0
+        forwarded, played = 0.0, PlayedWords()
 
         async def out(frame: rtc.AudioFrame) -> None:
             nonlocal forwarded
+            if timed := frame.userdata.get(USERDATA_TIMED_TRANSCRIPT):  # the provider's word timings
+                played.timings((str(w), w.start_time, w.end_time) for w in timed
+                               if utils.is_given(w.start_time) and utils.is_given(w.end_time))
             for part in resampler.push(frame) if resampler is not None else [frame]:
                 await emit(part)
                 forwarded += part.duration
+                played.forwarded(forwarded)
 
         deadline, started = None if last else self.deadline.seconds(), time.perf_counter()
         try:
@@ -127,10 +141,10 @@ class Voice:
                 for part in resampler.flush() if resampler is not None else []:
                     await emit(part)
         except VoiceFailed as failure:
-            failure.forwarded = forwarded
+            failure.forwarded, failure.heard = forwarded, played.words()
             raise
         except Exception as exc:  # any provider error: the next voice speaks
-            raise VoiceFailed(f"{type(exc).__name__}: {exc}", forwarded) from exc
+            raise VoiceFailed(f"{type(exc).__name__}: {exc}", forwarded, played.words()) from exc
 
 
 class FailoverTTS(tts.TTS[Literal["failover", "acknowledged"]]):
@@ -140,14 +154,15 @@ class FailoverTTS(tts.TTS[Literal["failover", "acknowledged"]]):
     """
 
     def __init__(self, voices: list[tts.TTS[Any]], *, floor: float = 0.4, ceiling: float = 3.0,
-                 margin: float = 0.25) -> None:
+                 margin: float = 0.25, cold: float = COLD) -> None:
         if not voices:
             raise ValueError("FailoverTTS needs at least one voice")
         if len({v.num_channels for v in voices}) != 1:
             raise ValueError("every voice of a FailoverTTS must have the same number of channels")
         super().__init__(capabilities=tts.TTSCapabilities(streaming=True),
                          sample_rate=max(v.sample_rate for v in voices), num_channels=voices[0].num_channels)
-        self.voices = [Voice(v, FirstAudioDeadline(floor=floor, ceiling=ceiling, margin=margin)) for v in voices]
+        self.voices = [Voice(v, FirstAudioDeadline(floor=floor, ceiling=ceiling, margin=margin,
+                                                   cold=min(cold, ceiling))) for v in voices]
         self._open: list[_FailoverStream] = []
         self._closed = False
 
@@ -184,11 +199,11 @@ class FailoverTTS(tts.TTS[Literal["failover", "acknowledged"]]):
                 return True
         return False
 
-    def _failed(self, voice: Voice, failure: VoiceFailed, *, sentence: int, text: str) -> None:
-        logger.warning("%s failed on sentence %d (%s); the next voice speaks from its start",
-                       voice.label, sentence + 1, failure.reason)
+    def _failed(self, voice: Voice, failure: VoiceFailed, *, sentence: int, text: str, word: int = 0) -> None:
+        logger.warning("%s failed on sentence %d (%s); the next voice speaks from its word %d",
+                       voice.label, sentence + 1, failure.reason, word + 1)
         voice.available = False
-        self.emit("failover", TTSFailover(voice.label, failure.reason, sentence, failure.forwarded))
+        self.emit("failover", TTSFailover(voice.label, failure.reason, sentence, failure.forwarded, word))
         self._probe(voice, text)
 
     def _probe(self, voice: Voice, text: str) -> None:
@@ -272,25 +287,54 @@ class _FailoverStream(tts.SynthesizeStream):
         self._forwarded += frame.duration
 
     async def _say(self, index: int, text: str) -> None:
-        """Sentence ``index`` spoken by this answer's voice, or by the next ones from its start."""
-        voices = self._owner.voices
+        """Sentence ``index`` spoken by this answer's voice, hedged on the next one (:mod:`.hedge`), or by
+        the next ones from its first word not heard whole (its start without word timings)."""
+        voices, owner = self._owner.voices, self._owner
         every_voice_down = not any(v.available for v in voices)
-        for i in range(self._current, len(voices)):
+        i, rest, word = self._current, text, 0
+        while i < len(voices):
             voice = voices[i]
             if not (voice.available or every_voice_down):
-                self._owner._probe(voice, text)
+                owner._probe(voice, text)
+                i += 1
                 continue
+            backup = next((k for k in range(i + 1, len(voices)) if voices[k].available), None)
             self._current, self._awaiting = i, i
             try:
-                await voice.speak(text, rate=self._owner.sample_rate, conn_options=self._conn_options, emit=self._emit,
-                                  last=i == len(voices) - 1, on_first_audio=self._heard)
-                return
-            except VoiceFailed as failure:
-                self._owner._failed(voice, failure, sentence=index, text=text)
+                result = await hedge(self._speaker(i, rest), None if backup is None else self._speaker(backup, rest),
+                                     after=voice.deadline.hedge_after())
             finally:
                 self._awaiting = None
+            for k, error in zip((i, backup), result.errors, strict=True):
+                if isinstance(error, VoiceFailed) and k is not None:
+                    resumed = rest_of(rest, error.heard)  # only the voice heard has words heard
+                    word, rest = word + len(rest.split()) - len(resumed.split()), resumed
+                    owner._failed(voices[k], error, sentence=index, text=text, word=word)
+                elif error is not None:
+                    raise error
+            if result.winner == 1 and backup is not None:  # the backup spoke first: this voice is too slow
+                if result.errors[0] is None:
+                    slow = VoiceFailed(f"no audio within {voice.deadline.hedge_after():.2f} s, "
+                                       f"before {voices[backup].label}'s", 0.0)
+                    owner._failed(voice, slow, sentence=index, text=text, word=word)
+                i = self._current = backup
+            if (result.winner is not None and result.errors[result.winner] is None) or not rest:
+                return  # spoken, or every word was heard before the voice failed
+            i = (backup if result.winner == 0 and backup is not None else i + 1)
         raise APIConnectionError(f"every voice failed on sentence {index + 1} "
                                  f"({', '.join(v.label for v in voices)})", retryable=False)
+
+    def _speaker(self, i: int, text: str) -> Speaker:
+        voices = self._owner.voices
+
+        async def speak(first_audio: Callable[[], None]) -> None:
+            def heard() -> None:
+                first_audio()
+                self._current = i
+                self._heard()
+            await voices[i].speak(text, rate=self._owner.sample_rate, conn_options=self._conn_options, emit=self._emit,
+                                  last=i == len(voices) - 1, on_first_audio=heard)
+        return speak
 
     def _heard(self) -> None:
         self._awaiting = None

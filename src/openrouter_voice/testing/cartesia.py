@@ -5,6 +5,12 @@ It speaks the protocol ``livekit-plugins-cartesia`` uses: JSON requests with a `
 The audio is a real waveform: a tone whose length follows the text, or any ``voice(text, rate)``
 (e.g. the local Piper voice, for audio a recogniser can understand).
 
+With ``word_timestamps=True``, a request with ``add_timestamps`` (LiveKit's plugin sets it by default)
+also gets Cartesia's ``timestamps`` messages (``word_timestamps``: ``words``, ``start``, ``end`` in
+seconds of the context's audio), interleaved with the audio as the real service sends them: each
+word's just before the chunk in which it starts. So that they are true, the audio is then spoken word
+by word (each word its own take, with a short pause between): the timings are where its audio lies.
+
 >>> async with ScriptedCartesia() as ct:                                      # doctest: +SKIP
 ...     tts = cartesia.TTS(api_key="test", base_url=ct.base_url)
 ...     ct.script(CartesiaScript(drop_after_chunks=2))   # the socket dies mid-sentence
@@ -25,6 +31,7 @@ from aiohttp import WSMsgType, web
 from .speech_server import Fault, SpeechServer, abort, refusal
 
 CHUNK_SECONDS = 0.1  # audio per chunk message, as Cartesia streams it
+WORD_GAP = 0.06  # seconds of silence between words spoken word by word
 Voice = Callable[[str, int], Awaitable[bytes]]
 
 
@@ -65,9 +72,11 @@ class ScriptedCartesia(SpeechServer[CartesiaScript]):
 
     default = CartesiaScript()
 
-    def __init__(self, *, voice: Voice = tone, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, voice: Voice = tone, host: str = "127.0.0.1", port: int = 0,
+                 word_timestamps: bool = False) -> None:
         super().__init__(host, port)
         self.voice = voice
+        self.word_timestamps = word_timestamps
         self.connections: list[CartesiaConnection] = []
         self.chunks_sent = 0
 
@@ -137,20 +146,41 @@ class ScriptedCartesia(SpeechServer[CartesiaScript]):
             return True
         if first and script.first_audio_delay:
             await asyncio.sleep(script.first_audio_delay)
-        audio = await self.voice(text, _rate(data)) if text.strip() else b""
-        step = int(CHUNK_SECONDS * _rate(data)) * 2
+        rate = _rate(data)
+        timed = self.word_timestamps and bool(data.get("add_timestamps"))
+        audio, words = await self.words_of(text, rate) if timed else (
+            await self.voice(text, rate) if text.strip() else b"", [])
+        step = int(CHUNK_SECONDS * rate) * 2
         for sent, i in enumerate(range(0, len(audio), step)):
             if (script.drop_after_chunks is not None and sent >= script.drop_after_chunks) or (
                     script.drop_after_total_chunks is not None and conn.chunks >= script.drop_after_total_chunks):
                 abort(ws)  # the socket dies mid-sentence
                 return False
             conn.chunks += 1
+            starting = [w for w in words if w[1] * rate * 2 < i + step]
+            if starting:  # the timings of the words whose audio starts in this chunk, just before it
+                del words[:len(starting)]
+                await ws.send_str(json.dumps({
+                    "type": "timestamps", "context_id": context, "status_code": 206, "done": False,
+                    "word_timestamps": {"words": [w[0] for w in starting], "start": [w[1] for w in starting],
+                                        "end": [w[2] for w in starting]}}))
             await ws.send_str(json.dumps({"type": "chunk", "context_id": context, "status_code": 206, "done": False,
                                           "data": base64.b64encode(audio[i:i + step]).decode(), "step_time": 1.0}))
             self.chunks_sent += 1
         if not data.get("continue", False):
             await ws.send_str(json.dumps({"type": "done", "context_id": context, "status_code": 200, "done": True}))
         return True
+
+
+    async def words_of(self, text: str, rate: int) -> tuple[bytes, list[tuple[str, float, float]]]:
+        """``text`` spoken word by word, and each word's (text, start, end) in seconds of that audio."""
+        gap, parts, words, at = bytes(int(WORD_GAP * rate) * 2), [], [], 0
+        for word in text.split():
+            audio = await self.voice(word, rate)
+            words.append((word, at / 2 / rate, (at + len(audio)) / 2 / rate))
+            parts += [audio, gap]
+            at += len(audio) + len(gap)
+        return b"".join(parts), words
 
 
 def _rate(request: dict[str, Any]) -> int:
