@@ -84,6 +84,7 @@ CELLS: dict[str, Callable[[Services], None]] = {
     "LLM primary dribbles": _llm({"tokens_per_second": 2.0}),
     "STT primary down (503)": _stt(DeepgramScript(status=503)),
     "STT primary hangs (silent socket)": _stt(DeepgramScript(silent=True)),
+    "STT primary handshake hangs": _stt(DeepgramScript(hang=True)),
     "TTS primary down (503)": _tts(CartesiaScript(status=503)),
     "TTS primary hangs (silent socket)": _tts(CartesiaScript(silent=True)),
     "TTS primary drops mid-sentence": _tts(CartesiaScript(drop_after_chunks=2)),
