@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from openrouter_voice.router import FallbackRouter, Outcome
+from openrouter_voice.router import Completion, FallbackRouter, Outcome
 from openrouter_voice.router.watchdog import LATE
 from openrouter_voice.testing import Script, ScriptedUpstream
 from tests.conftest import TEST_KEY, USER, continuing
@@ -44,7 +44,7 @@ def hold_loop(done: Callable[[], bool], until: float) -> None:
         time.sleep(0.002)
 
 
-async def paused_turn(router: FallbackRouter, done: Callable[[], bool], *, during_read: bool) -> tuple[str, object]:
+async def paused_turn(router: FallbackRouter, done: Callable[[], bool], *, during_read: bool) -> tuple[str, Completion]:
     """A spoken turn whose process is held up right after the first words, past the first-sentence
     deadline: between two reads (the consumer blocks) or while the router waits for the next chunk."""
     loop = asyncio.get_running_loop()
@@ -59,6 +59,7 @@ async def paused_turn(router: FallbackRouter, done: Callable[[], bool], *, durin
                     loop.call_soon(hold_loop, done, until)
                 else:
                     hold_loop(done, until)
+    assert stream.result is not None
     return text, stream.result
 
 
