@@ -6,10 +6,11 @@ events is fixed whatever the load on the machine."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from openrouter_voice.router.watchdog import ReadDeadline
+from openrouter_voice.router.watchdog import LATE, ReadDeadline
 
 
 def _resolved_at(loop: asyncio.AbstractEventLoop, when: float, value: object = None) -> asyncio.Future[object]:
@@ -79,3 +80,70 @@ async def test_close_stops_the_timer() -> None:
     assert handle is not None and not handle.cancelled()
     watchdog.close()
     assert handle.cancelled() and watchdog._handle is None
+
+
+def _hold_loop_past(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """The fault itself: our process stops (a GC pause, no CPU, a blocking call) until loop time ``when``."""
+    while loop.time() < when:
+        time.sleep(0.002)
+
+
+async def test_a_reply_that_came_while_the_loop_was_held_up_is_read_not_timed_out() -> None:
+    """The loop is held up past the read's deadline and the reply arrives meanwhile: it is read in the
+    same loop pass as the late timer (before it, as a socket's reader callback is), and taken."""
+    loop = asyncio.get_running_loop()
+    watchdog = ReadDeadline(loop)
+    reply: asyncio.Future[object] = loop.create_future()
+    deadline = loop.time() + 0.05
+
+    def pause() -> None:
+        _hold_loop_past(loop, deadline + 2 * LATE)
+        loop.call_soon(reply.set_result, "reply")
+
+    loop.call_soon(pause)
+    try:
+        assert await watchdog.read(reply, deadline) == "reply"
+        assert watchdog.late_at > deadline  # the caller can tell the router itself was late to look
+    finally:
+        watchdog.close()
+
+
+async def test_a_read_with_nothing_to_read_after_a_pause_still_times_out() -> None:
+    """A model that truly sends nothing is still cut: the late wake-up only gives what is readable a
+    chance, once."""
+    loop = asyncio.get_running_loop()
+    watchdog = ReadDeadline(loop)
+    deadline = loop.time() + 0.05
+    loop.call_soon(_hold_loop_past, loop, deadline + 2 * LATE)
+    try:
+        with pytest.raises(TimeoutError):
+            await watchdog.read(loop.create_future(), deadline)
+        assert watchdog.late_at > deadline
+        current = asyncio.current_task()
+        assert current is not None and current.cancelling() == 0
+    finally:
+        watchdog.close()
+
+
+async def test_a_late_wake_up_gives_the_read_its_budget_again_from_the_wake_up() -> None:
+    """A reply from a server held up with us (in the same process) comes a little after the pause: the
+    read gets its allowance again, counted from the late wake-up, and no more."""
+    loop = asyncio.get_running_loop()
+    watchdog = ReadDeadline(loop)
+    watchdog.allowance = 0.2
+    deadline = loop.time() + 0.05
+    woke: list[float] = []
+
+    def pause() -> None:  # the reply is due one loop pass after a timer armed when the pause ends
+        _hold_loop_past(loop, deadline + 2 * LATE)
+        woke.append(loop.time())
+        loop.call_at(woke[0] + 0.05, lambda: reply.done() or reply.set_result("reply"))
+
+    reply: asyncio.Future[object] = loop.create_future()
+    loop.call_soon(pause)
+    try:
+        assert await watchdog.read(reply, deadline) == "reply"
+        with pytest.raises(TimeoutError):  # a read that starts later still has only its own deadline
+            await watchdog.read(loop.create_future(), loop.time() + 0.01)
+    finally:
+        watchdog.close()

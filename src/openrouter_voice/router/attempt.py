@@ -80,9 +80,19 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     events = event_data(response)
     watchdog = ReadDeadline(loop)
     read, feed = watchdog.read, parser.feed
+    budget = watchdog.allowance = deadlines.first_token  # what a read gets again after our own pause
+    looked = 0.0  # when the current read began (kept only while the first sentence has a deadline)
     try:
         while True:
-            speak_by = _speak_by(sentence, loop) if sentence is not None and parser.finish_reason is None else None
+            speak_by = None
+            if sentence is not None:
+                speak_by = sentence.deadline() if parser.finish_reason is None else None
+                if speak_by is None:
+                    watchdog.allowance = budget
+                else:  # only until the first sentence ends: no clock read per chunk after it
+                    looked = loop.time()
+                    speak_by = _speak_by(sentence, speak_by, looked, last_content)
+                    watchdog.allowance = min(deadline, speak_by) - looked
             try:
                 data = await read(anext(events), deadline if speak_by is None else min(deadline, speak_by))
             except StopAsyncIteration:
@@ -106,11 +116,14 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
                 now = loop.time()
                 if ttft is None:
                     ttft = now - started
+                    budget = watchdog.allowance = deadlines.stall
                 elif gaps is not None:
                     gaps.append(now - last_content)
                 last_content = now
                 if dribble is not None or sentence is not None:
-                    dribbled = _too_slow(dribble, sentence, now, parsed.text)
+                    # held up while reading: the time since the read began is ours, not the model's
+                    held = 0.0 if speak_by is None or watchdog.late_at < looked else watchdog.late_at - looked
+                    dribbled = _too_slow(dribble, sentence, now, parsed.text, held)
             if parsed.text:
                 yield parsed.text
             if parsed.error is not None:  # reported with the text just spoken: the next model continues
@@ -137,11 +150,14 @@ def _finish(parser: ChunkParser, ttft: float | None, sentence: FirstSentenceWatc
     return done
 
 
-def _speak_by(sentence: FirstSentenceWatch, loop: asyncio.AbstractEventLoop) -> float | None:
-    """A spoken reply's first sentence has its own deadline, often sooner than the stall's; one already
-    past (a slow consumer) still lets an event that has arrived meanwhile be read."""
-    speak_by = sentence.deadline()
-    return None if speak_by is None else max(speak_by, loop.time() + _ARRIVED_GRACE)
+def _speak_by(sentence: FirstSentenceWatch, speak_by: float, looked: float, last_content: float) -> float:
+    """A spoken reply's first sentence has its own deadline, often sooner than the stall's. One that
+    passed while the router was not reading (a slow consumer, a pause of our process) is moved on by
+    the time since the last chunk was read: the model keeps the time it had left when we stopped
+    looking. A last floor lets an event already received be read."""
+    if looked >= speak_by:
+        speak_by = sentence.forgive(looked - last_content) or speak_by
+    return max(speak_by, looked + _ARRIVED_GRACE)
 
 
 def _missed(sentence: FirstSentenceWatch | None, speak_by: float | None, deadline: float, before_first_token: bool,
@@ -152,11 +168,12 @@ def _missed(sentence: FirstSentenceWatch | None, speak_by: float | None, deadlin
     return _timed_out(before_first_token, past_hard_stop, deadlines)
 
 
-def _too_slow(dribble: DribbleWatch | None, sentence: FirstSentenceWatch | None, now: float, text: str) -> str | None:
+def _too_slow(dribble: DribbleWatch | None, sentence: FirstSentenceWatch | None, now: float, text: str,
+              held: float) -> str | None:
     """Feed a content chunk to the pace checks; why the reply is cut if it is too slow to speak."""
     if dribble is not None and text and dribble.feed(now, count_words(text)):
         return dribble.describe()
-    return _too_slow_to_speak(sentence, now, text) if sentence is not None else None
+    return _too_slow_to_speak(sentence, now, text, held) if sentence is not None else None
 
 
 def _broken(exc: Exception) -> tuple[Outcome, ErrorInfo]:
@@ -166,14 +183,20 @@ def _broken(exc: Exception) -> tuple[Outcome, ErrorInfo]:
     return Outcome.CONNECTION_ERROR, failure(f"stream broke: {type(exc).__name__}: {redact(str(exc))[:200]}")
 
 
-def _too_slow_to_speak(sentence: FirstSentenceWatch, now: float, text: str) -> str | None:
-    """Feed a content chunk to the first-sentence watch; why the reply is cut if it came too late."""
+def _too_slow_to_speak(sentence: FirstSentenceWatch, now: float, text: str, held: float) -> str | None:
+    """Feed a content chunk to the first-sentence watch; why the reply is cut if it came too late.
+
+    A chunk read after our process was ``held`` up during the read (the watchdog woke up late) came at
+    an unknown time: it is taken, and the deadline moves on by that time (see
+    :meth:`FirstSentenceWatch.forgive`)."""
     if not text:  # tool-call deltas: the reply turns to a tool, it has nothing more to say first
         sentence.stop()
         return None
+    if held:
+        sentence.forgive(held)
     sentence.feed(now, text)
     speak_by = sentence.deadline()
-    return sentence.describe() if speak_by is not None and now >= speak_by else None
+    return sentence.describe() if not held and speak_by is not None and now >= speak_by else None
 
 
 def _timed_out(before_first_token: bool, past_hard_stop: bool, deadlines: Deadlines) -> tuple[Outcome, ErrorInfo]:

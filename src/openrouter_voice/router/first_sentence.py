@@ -60,7 +60,7 @@ class FirstSentenceWatch:
     turn is never cut, yet its replies teach it like any other).
     """
 
-    __slots__ = ("_last", "_scanned", "_text", "_words", "bound", "ended", "first", "span", "stopped",
+    __slots__ = ("_last", "_measured", "_scanned", "_text", "_words", "bound", "ended", "first", "span", "stopped",
                  "words_per_second")
 
     def __init__(self, bound: float | None, *, words_per_second: float, said: str = "") -> None:
@@ -76,6 +76,7 @@ class FirstSentenceWatch:
         self.span: float | None = None
         self.ended = sentence_end(said) is not None
         self.stopped = False
+        self._measured = True
 
     def feed(self, now: float, text: str) -> None:
         """A text delta arrived at ``now``."""
@@ -88,7 +89,7 @@ class FirstSentenceWatch:
         self._text += text
         if sentence_end(self._text, start=self._scanned) is not None:
             self.ended = True
-            self.span = now - self.first
+            self.span = now - self.first if self._measured else None
             self._text = ""
             return
         self._scanned = max(0, len(self._text) - _LOOKBACK)
@@ -97,7 +98,22 @@ class FirstSentenceWatch:
         """The reply ended: its last words are spoken now (the TTS flushes them), whatever their punctuation."""
         if not (self.ended or self.stopped) and self.first is not None:
             self.ended = True
-            self.span = self._last - self.first
+            self.span = self._last - self.first if self._measured else None
+
+    def forgive(self, seconds: float) -> float | None:
+        """The router itself was held up (not reading) for ``seconds`` while the sentence was due: the
+        deadline moves that much later, and ``span`` stays None (it would teach the model our pause).
+        Returns the new :meth:`deadline`.
+
+        >>> watch = FirstSentenceWatch(0.5, words_per_second=8.0)
+        >>> watch.feed(10.0, "It"); watch.forgive(1.0)
+        11.5
+        """
+        self._measured = False
+        if self.first is not None:
+            self.first += seconds
+            self._last += seconds
+        return self.deadline()
 
     def stop(self) -> None:
         """No more watching (e.g. the reply turned to a tool call: it has nothing more to say first)."""

@@ -13,6 +13,15 @@ The timer only acts while a read is in progress: time the consumer spends betwee
 reply's text is handed out between them) never counts, and the task is never cancelled outside
 the read.
 
+A deadline is missed only when the router was there to see it pass: a timer that fires more than
+``LATE`` after the read's deadline means our own process was held up (a GC pause, no CPU, a blocking
+call in the loop), and a reply that arrived meanwhile sits unread in the socket (or, from a server
+in the same process, was held up with us). Then the timer is re-armed once, from the late wake-up,
+for the read's :attr:`~ReadDeadline.allowance` (its budget, set by the caller; at least ``GRACE``,
+which lets the read take what is already readable: the loop runs a read that has become ready before
+a timer due in the same pass); only a second expiry cuts, so a model that truly sends nothing is
+still cut, one budget after the lag. :attr:`ReadDeadline.late_at` tells the caller when that last happened.
+
 >>> import asyncio
 >>> async def demo():
 ...     loop = asyncio.get_running_loop()
@@ -38,11 +47,18 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+LATE = 0.02
+"""Seconds a timer may fire after the read's deadline before the loop counts as having been held up
+(well above a busy loop's usual timer jitter of a few milliseconds)."""
+GRACE = 0.005
+"""Seconds at least left, after a late wake-up, to read what arrived while the loop was held up."""
+
 
 class ReadDeadline:
     """One attempt's read deadline on ``loop``; :meth:`close` it when the attempt ends."""
 
-    __slots__ = ("_armed", "_cancelling", "_expired", "_handle", "_loop", "_task", "when")
+    __slots__ = ("_armed", "_cancelling", "_expired", "_graced", "_handle", "_loop", "_task", "allowance", "late_at",
+                 "when")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -52,6 +68,9 @@ class ReadDeadline:
         self._cancelling = 0
         self._expired = False
         self.when = math.inf  # the current read's deadline (loop time)
+        self._graced = -math.inf  # the deadline a late wake-up last extended (it is extended once)
+        self.late_at = -math.inf  # loop time of the last late wake-up (the router was held up past a deadline)
+        self.allowance = GRACE  # seconds a read gets again from a late wake-up (the caller sets its budget)
 
     async def read(self, awaitable: Awaitable[T], when: float) -> T:
         """Await ``awaitable``; :class:`TimeoutError` if it is not done by loop time ``when``."""
@@ -88,8 +107,15 @@ class ReadDeadline:
         task = self._task
         if task is None:  # between reads: the next read arms the timer again
             return
-        if self._loop.time() < self.when:  # the deadline moved on since the timer was armed
-            self._arm(self.when)
+        now = self._loop.time()
+        when = self.when
+        if now < when:  # the deadline moved on since the timer was armed
+            self._arm(when)
+            return
+        if now - when > LATE and self._graced != when:  # we were late to look, not the reply late to come
+            self._graced = self.when = when = now + max(GRACE, self.allowance)
+            self.late_at = now
+            self._arm(when)
             return
         self._expired = True
         task.cancel()
