@@ -60,6 +60,13 @@ class HealthSink(Protocol):
     def trial_ended(self, model: str) -> None:
         """The trial ended without a verdict (cancelled): release the lease."""
 
+    def suspected(self, model: str, *, reason: str, until: float) -> None:
+        """A hedge beat ``model`` while it gave no first token: every process should try it after the
+        others until its pending request is judged, or ``until`` (wall clock) at the latest."""
+
+    def unsuspected(self, model: str) -> None:
+        """``model``'s pending request answered after all: the suspicion is over."""
+
     def tool_less(self, model: str) -> None:
         """``model`` refused tools: every process should send it turns without them."""
 
