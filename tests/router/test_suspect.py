@@ -41,7 +41,7 @@ def test_a_suspect_goes_after_the_healthy_models_until_it_expires_and_stays_in_t
     clock = Clock()
     health = HealthTracker(clock=clock)
     health.record_failure("c/z", reason="HTTP 503")
-    health.suspect("a/x", reason="no first token after 0.80s", until=clock.now + 2.0)
+    health.suspect("a/x", reason="no first token after 0.80s", until=clock.now + 2.0, since=clock.now - 0.8)
     assert health.is_suspect("a/x") and health.is_available("a/x")
     assert [t.label for t in order([A, B, C], health)] == ["b/y", "a/x", "c/z"]  # after healthy, before cooling
     assert [t.label for t in order([A], health)] == ["a/x"]  # never excluded: the last model left stays
@@ -54,14 +54,27 @@ def test_a_suspect_goes_after_the_healthy_models_until_it_expires_and_stays_in_t
 def test_a_late_answer_clears_the_suspicion_and_a_hang_verdict_replaces_it():
     clock = Clock()
     health = HealthTracker(clock=clock)
-    health.suspect("a/x", reason="silent", until=clock.now + 5.0)
-    health.suspect("a/x", reason="silent again", until=clock.now + 1.0)  # a shorter mark never shortens it
+    health.suspect("a/x", reason="silent", until=clock.now + 5.0, since=clock.now - 1.0)
+    health.suspect("a/x", reason="silent again", until=clock.now + 1.0, since=clock.now - 0.5)  # never shortened
     assert health.suspect_remaining("a/x") == 5.0
     health.clear_suspect("a/x")
     assert not health.is_suspect("a/x") and health.state("a/x") is CircuitState.CLOSED
-    health.suspect("a/x", reason="silent", until=clock.now + 5.0)
+    health.suspect("a/x", reason="silent", until=clock.now + 5.0, since=clock.now - 1.0)
     health.record_failure("a/x", reason="no first token within 2s (hedged past)")
     assert not health.is_suspect("a/x") and health.state("a/x") is CircuitState.OPEN
+
+
+def test_a_request_sent_after_the_silent_one_that_speaks_ends_the_suspicion():
+    # In busy healthy traffic a tail-slow reply must not keep the model suspect: the requests sent after
+    # it answer. In a hang none does, and one sent before the silent one proves nothing about now.
+    clock = Clock()
+    health = HealthTracker(clock=clock)
+    silent_sent = clock.now - 0.7
+    health.suspect("a/x", reason="silent", until=clock.now + 2.0, since=silent_sent)
+    health.spoke("a/x", sent=silent_sent - 0.1)
+    assert health.is_suspect("a/x")
+    health.spoke("a/x", sent=silent_sent + 0.2)
+    assert not health.is_suspect("a/x")
 
 
 async def test_a_hedge_won_over_a_silent_primary_makes_it_suspect_at_once(upstream, make_router):

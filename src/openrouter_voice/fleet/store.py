@@ -207,12 +207,12 @@ class RedisHealthStore:
         keys = [self.key("m", model), self.key("models")]
         self._submit(self._transition("TOOL_LESS", model, keys, [model, self.channel]), model=model)
 
-    def suspected(self, model: str, *, reason: str, until: float) -> None:
-        args = suspects.script_args(model, redact(reason), until, now=time.time(), channel=self.channel)
+    def suspected(self, model: str, *, reason: str, until: float, since: float) -> None:
+        args = suspects.script_args(model, redact(reason), until, since, now=time.time(), channel=self.channel)
         self._submit(self._transition("SUSPECT", model, [self.key("suspect", model)], args))
 
     def unsuspected(self, model: str) -> None:
-        self.suspected(model, reason="", until=0.0)
+        self.suspected(model, reason="", until=0.0, since=0.0)
 
     def trial_wanted(self, model: str) -> None:
         if model in self._claiming:

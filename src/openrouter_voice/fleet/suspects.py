@@ -8,9 +8,9 @@ crashed process cannot leave it behind, and published on the events channel with
 "suspect"`` (``until`` 0: cleared), which the store's listener applies within milliseconds. A message
 on the channel is trusted no more than any other (:func:`parse_suspect`).
 
->>> raw = payload("a/x", "no first token after 0.80s", 1700000002.0)
+>>> raw = payload("a/x", "no first token after 0.80s", 1700000002.0, 1699999999.2)
 >>> parse_suspect(raw, now=1700000000.0)
-('a/x', 'no first token after 0.80s', 1700000002.0)
+('a/x', 'no first token after 0.80s', 1700000002.0, 1699999999.2)
 >>> parse_suspect('{"model": "a/x", "failures": 1, "version": 3}', now=0.0) is None  # a circuit state
 True
 """
@@ -37,24 +37,31 @@ return 1
 """
 
 
-def payload(model: str, reason: str | None, until: float) -> str:
-    """The published text of a mark (``until`` 0: the mark is cleared)."""
-    return json.dumps({"kind": "suspect", "model": model, "reason": (reason or "")[:MAX_REASON], "until": until})
+Mark = tuple[str, str | None, float, float]
+"""(model, reason, until, since): wall-clock seconds, ``until`` 0 for a cleared mark."""
 
 
-def script_args(model: str, reason: str | None, until: float, *, now: float, channel: str) -> list[str]:
+def payload(model: str, reason: str | None, until: float, since: float) -> str:
+    """The published text of a mark (``until`` 0: the mark is cleared; ``since``: when the silent request
+    was sent, so a request sent later that speaks ends the mark)."""
+    return json.dumps({"kind": "suspect", "model": model, "reason": (reason or "")[:MAX_REASON], "until": until,
+                       "since": since})
+
+
+def script_args(model: str, reason: str | None, until: float, since: float, *, now: float,
+                channel: str) -> list[str]:
     """:data:`SCRIPT`'s arguments: the mark expires in Redis when it does here (at least 1 ms: 0 clears).
 
-    >>> script_args("m", None, 0.0, now=5.0, channel="c")[1:]
+    >>> script_args("m", None, 0.0, 0.0, now=5.0, channel="c")[1:]
     ['0', 'c']
     """
     ttl = 0 if not until else max(1, math.ceil(min(until - now, MAX_SUSPECT) * 1000))
-    return [payload(model, reason, until), str(ttl), channel]
+    return [payload(model, reason, until, since), str(ttl), channel]
 
 
-def parse_suspect(raw: Any, *, now: float) -> tuple[str, str | None, float] | None:
-    """A channel message -> (model, reason, until) if it is a suspect mark, None if it is something
-    else (a circuit state); :class:`MessageError` for a malformed mark."""
+def parse_suspect(raw: Any, *, now: float) -> Mark | None:
+    """A channel message -> :data:`Mark` if it is a suspect mark, None if it is something else (a circuit
+    state); :class:`MessageError` for a malformed mark."""
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "replace")
     if not isinstance(raw, str) or '"suspect"' not in raw or len(raw) > MAX_MESSAGE:
@@ -65,18 +72,24 @@ def parse_suspect(raw: Any, *, now: float) -> tuple[str, str | None, float] | No
         return None  # parse_state names the problem
     if not isinstance(data, dict) or data.get("kind") != "suspect":
         return None
-    model, reason, until = data.get("model"), data.get("reason"), data.get("until")
+    model, reason = data.get("model"), data.get("reason")
+    until, since = _time(data, "until"), _time(data, "since")
     if not isinstance(model, str) or not 0 < len(model) <= MAX_MODEL or not model.isprintable():
         raise MessageError("suspect mark: no valid model id")
     if reason is not None and not isinstance(reason, str):
         raise MessageError("suspect mark: reason is not text")
-    if isinstance(until, bool) or not isinstance(until, int | float) or not math.isfinite(until) or until < 0:
-        raise MessageError(f"suspect mark: until {until!r} is not a time")
-    return model, (reason or None) and reason[:MAX_REASON], min(float(until), now + MAX_SUSPECT) if until else 0.0
+    return model, (reason or None) and reason[:MAX_REASON], min(until, now + MAX_SUSPECT) if until else 0.0, since
 
 
-def apply(tracker: HealthTracker | None, mark: tuple[str, str | None, float]) -> None:
+def _time(data: dict[str, Any], field: str) -> float:
+    value = data.get(field, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise MessageError(f"suspect mark: {field} {value!r} is not a time")
+    return float(value)
+
+
+def apply(tracker: HealthTracker | None, mark: Mark) -> None:
     """Take a parsed mark as ``tracker``'s local copy."""
     if tracker is not None:
-        model, reason, until = mark
-        tracker.apply_suspect(model, reason=reason, until=until)
+        model, reason, until, since = mark
+        tracker.apply_suspect(model, reason=reason, until=until, since=since)

@@ -97,7 +97,7 @@ async def read_fleet(url: str, prefix: str, chain: list[str], *, hedge_after: fl
             tracker.apply_shared(model, parse_fields(fields))
             cost = _float(fields.get(b"cost")) if isinstance(fields, dict) else None
             if (found := parse_suspect(mark, now=time.time())) is not None:
-                apply(tracker, (model, *found[1:]))
+                apply(tracker, (model, *found[1:]))  # under the key's own model id
         except MessageError:
             pass  # unreadable state: shown as closed, as the routers would treat it
         tracker.latency(model).ttft.replace(_floats(ttft))

@@ -52,6 +52,7 @@ class ModelHealth:
     cost: float = 0.0  # credits its replies cost so far (where the upstream reported it)
     suspect_until: float = 0.0  # a hedge beat it while it gave no first token: others go first until then
     suspect_reason: str | None = None
+    suspect_since: float = 0.0  # when the silent request was sent: a later request that speaks ends it
     latency: ModelLatency = field(default_factory=ModelLatency)
 
     def state(self, now: float) -> CircuitState:
@@ -128,37 +129,50 @@ class HealthTracker:
             return False
         return True
 
-    def suspect(self, model: str, *, reason: str, until: float) -> None:
-        """``model`` gave no first token past its hedge delay and a hedge answered first: until its pending
-        request is judged (:meth:`clear_suspect`, or a failure verdict) or ``until`` (wall clock, a hard
-        expiry), new turns try the other available models first. It stays in every plan.
+    def suspect(self, model: str, *, reason: str, until: float, since: float) -> None:
+        """A request to ``model`` sent at ``since`` gave no first token past its hedge delay and a hedge
+        answered first: until that request is judged (:meth:`clear_suspect`, or a failure verdict), a
+        request sent after it gives a first token (:meth:`spoke`), or ``until`` (a hard expiry; times
+        on the tracker's clock), new turns try the other available models first. It stays in every plan.
 
         >>> health = HealthTracker()
-        >>> health.suspect("m", reason="no first token after 0.80s", until=health.now() + 2.0)
+        >>> sent = health.now()
+        >>> health.suspect("m", reason="no first token after 0.80s", until=sent + 2.0, since=sent)
         >>> health.is_suspect("m"), health.is_available("m")
         (True, True)
-        >>> health.clear_suspect("m"); health.is_suspect("m")
+        >>> health.spoke("m", sent=sent - 1.0); health.is_suspect("m")  # sent before the silent one: no news
+        True
+        >>> health.spoke("m", sent=sent); health.is_suspect("m")
         False
         """
         health = self._get(model)
         health.suspect_until = max(health.suspect_until, until)
+        health.suspect_since = max(health.suspect_since, since)
         health.suspect_reason = reason
         if self.sink is not None:
-            self.sink.suspected(model, reason=reason, until=health.suspect_until)
+            self.sink.suspected(model, reason=reason, until=health.suspect_until, since=health.suspect_since)
+
+    def spoke(self, model: str, *, sent: float) -> None:
+        """A request to ``model`` sent at ``sent`` (tracker clock) gave its first token: a suspicion raised
+        by a silent request sent no later is over (the model answers new requests)."""
+        health = self._models.get(model)
+        if health is not None and health.suspect_until and sent >= health.suspect_since:
+            self.clear_suspect(model)
 
     def clear_suspect(self, model: str) -> None:
         """``model``'s pending request answered after all: it is no longer suspected, here or in the fleet."""
         health = self._get(model)
         if not health.suspect_until:
             return
-        health.suspect_until, health.suspect_reason = 0.0, None
+        health.suspect_until, health.suspect_reason, health.suspect_since = 0.0, None, 0.0
         if self.sink is not None:
             self.sink.unsuspected(model)
 
-    def apply_suspect(self, model: str, *, reason: str | None, until: float) -> None:
+    def apply_suspect(self, model: str, *, reason: str | None, until: float, since: float) -> None:
         """Take the fleet's suspicion of ``model`` (``until`` 0: cleared) as the local copy."""
         health = self._get(model)
-        health.suspect_until, health.suspect_reason = until, reason if until else None
+        health.suspect_until, health.suspect_since = until, since if until else 0.0
+        health.suspect_reason = reason if until else None
 
     def is_suspect(self, model: str) -> bool:
         """True while ``model`` is suspected of hanging (see :meth:`suspect`)."""
@@ -256,7 +270,7 @@ class HealthTracker:
         health.open_until = max(health.open_until, now + cooldown)
         health.reason = reason
         health.lease_until = 0.0
-        health.suspect_until, health.suspect_reason = 0.0, None  # the verdict replaces the suspicion
+        health.suspect_until, health.suspect_reason, health.suspect_since = 0.0, None, 0.0  # the verdict replaces it
         if self.sink is not None:
             self.sink.failed(model, reason=reason, retry_after=retry_after, exclude=exclude, at=now)
         return cooldown

@@ -288,6 +288,7 @@ class TurnRunner:
                     racer = racers.pop(task)
                     error = task.exception()
                     if error is None:
+                        self.health.spoke(racer.target.label, sent=racer.sent)
                         await self._cancel(racers, lost_to=racer)
                         return racer, task.result()
                     if isinstance(error, AttemptFailed):
@@ -339,7 +340,7 @@ class TurnRunner:
                 if hedged_past and live.hedge_after is not None:
                     # At least p95-slow right now, and something else answers: the fleet tries it after the
                     # others until the watch judges it (or its first-token deadline from now, at the latest).
-                    self.health.suspect(live.target.label, reason=live.attempt.error,
+                    self.health.suspect(live.target.label, reason=live.attempt.error, since=live.sent,
                                         until=self.health.now() + self.policy.limits.first_token)
                 self.policy.stragglers.watch(live.target, task, live.events, live.sent_at,
                                              limit=self.policy.limits.first_token, apply=self._apply)
