@@ -52,7 +52,7 @@ class ModelHealth:
     cost: float = 0.0  # credits its replies cost so far (where the upstream reported it)
     suspect_until: float = 0.0  # a hedge beat it while it gave no first token: others go first until then
     suspect_reason: str | None = None
-    suspect_since: float = 0.0  # when the silent request was sent: a later request that speaks ends it
+    suspect_since: float = 0.0  # a request sent from then on that speaks ends the suspicion
     latency: ModelLatency = field(default_factory=ModelLatency)
 
     def state(self, now: float) -> CircuitState:
@@ -130,10 +130,11 @@ class HealthTracker:
         return True
 
     def suspect(self, model: str, *, reason: str, until: float, since: float) -> None:
-        """A request to ``model`` sent at ``since`` gave no first token past its hedge delay and a hedge
-        answered first: until that request is judged (:meth:`clear_suspect`, or a failure verdict), a
-        request sent after it gives a first token (:meth:`spoke`), or ``until`` (a hard expiry; times
-        on the tracker's clock), new turns try the other available models first. It stays in every plan.
+        """A request to ``model`` gave no first token past its hedge delay (it was known slow at ``since``)
+        and a hedge answered first: until that request is judged (:meth:`clear_suspect`, or a failure
+        verdict), a request sent from ``since`` on gives a first token (:meth:`spoke`), or ``until`` (a
+        hard expiry; times on the tracker's clock), new turns try the other available models first. It
+        stays in every plan.
 
         >>> health = HealthTracker()
         >>> sent = health.now()

@@ -339,8 +339,11 @@ class TurnRunner:
                 live.attempt.error = f"{what} after {live.attempt.latency:.2f}s; hedged request won"
                 if hedged_past and live.hedge_after is not None:
                     # At least p95-slow right now, and something else answers: the fleet tries it after the
-                    # others until the watch judges it (or its first-token deadline from now, at the latest).
-                    self.health.suspect(live.target.label, reason=live.attempt.error, since=live.sent,
+                    # others until the watch judges it (or its first-token deadline from now, at the latest),
+                    # or a request sent once it was known slow speaks (sent earlier, one may have reached
+                    # the upstream before a hang began and prove nothing).
+                    self.health.suspect(live.target.label, reason=live.attempt.error,
+                                        since=live.sent + live.hedge_after,
                                         until=self.health.now() + self.policy.limits.first_token)
                 self.policy.stragglers.watch(live.target, task, live.events, live.sent_at,
                                              limit=self.policy.limits.first_token, apply=self._apply)
