@@ -96,11 +96,13 @@ def section(fleet: dict[str, Any], verdict: Any) -> list[str]:
                 f"{row['paid_after_known']} | {row['waste']} | {learnt} | {spread(row['propagation'])} |")
     trial = fleet["trial"]
     lines += [
-        "", f"A hang is known only at the first-token deadline ({ours_defaults()['first_token_timeout']:g} s after "
-        "the first hung request; meanwhile hedging serves those turns from the backup at the hedge delay): every "
-        "turn started before the first verdict anywhere pays, as many per process as sessions start there in "
-        "that time. Sharing cannot shorten that; what it removes is the next column: turns started once the fleet "
-        "knew. A 429 is known at once, so there at most the turn that met it pays, with one wasted call.",
+        "", f"A hang's verdict comes at the first-token deadline ({ours_defaults()['first_token_timeout']:g} s after "
+        "the first hung request), but with our stores the fleet suspects the primary as soon as the first hedge "
+        "wins over it (its hedge delay plus the backup's first token after it was sent), and new turns go to the "
+        "backup first from then on. The turns already without a first token at t0 and those started before that "
+        "first hedge win pay, as many per process as sessions start there in that time; the next column counts "
+        "turns started once the verdict was known. A 429 is known at once, so there at most the turn that met it "
+        "pays, with one wasted call.",
         "", f"(1) Started {PROPAGATION_TARGET * 1000:.0f} ms or more after the first verdict anywhere and before "
         f"{FIRST_COOLDOWN:g} s after it (our router's first backoff after a hang): later, a half-open trial may pay "
         "again by design, once per cooldown (duplicates are counted below)."]

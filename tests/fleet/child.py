@@ -3,6 +3,7 @@ health through the Redis in its environment), driven by JSON commands on stdin, 
 command on stdout. Every wait is bounded and answers ``{"ok": false}`` when the bound passes.
 
     python -m tests.fleet.child a/primary b/backup
+    python -m tests.fleet.child --hedge a/primary b/backup   # hedging, first-token deadline far away
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ def settings() -> Settings:
 
 
 async def serve(models: list[str]) -> None:
-    router = FallbackRouter.from_settings(settings(), models, first_token_timeout=0.5, stall_timeout=0.5,
-                                          final_first_token_timeout=2.0, hedge_after=None)
+    hedging = models[:1] == ["--hedge"]
+    if hedging:  # a hang is hedged past at once and judged only long after the test is over
+        router = FallbackRouter.from_settings(settings(), models[1:], first_token_timeout=60.0, stall_timeout=0.5,
+                                              final_first_token_timeout=60.0, hedge_after=0.1)
+    else:
+        router = FallbackRouter.from_settings(settings(), models, first_token_timeout=0.5, stall_timeout=0.5,
+                                              final_first_token_timeout=2.0, hedge_after=None)
     store = store_of(router.health)
     assert store is not None, "OPENROUTER_VOICE_REDIS_URL is not set"
     loop = asyncio.get_running_loop()
@@ -70,6 +76,7 @@ async def handle(command: dict[str, Any], router: FallbackRouter) -> dict[str, A
             "unavailable": lambda: not health.is_available(model),
             "failures": lambda: health.shared_view(model).failures >= int(command["at_least"]),
             "online": lambda: store.online,
+            "suspect": lambda: health.is_suspect(model),
         }
         ok = await store.wait_for(conditions[command["until"]], limit)
         return {"ok": ok, "seconds": time.monotonic() - started}

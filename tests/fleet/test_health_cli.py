@@ -89,6 +89,29 @@ def test_health_once_prints_a_table(env, threaded_upstream):
     assert "excluded" in result.stdout and "open" in result.stdout and "Retry-After" in result.stdout
 
 
+def test_health_shows_a_model_hedged_past_while_silent_as_suspect_with_why(env, threaded_upstream):
+    threaded_upstream.script("a/limited", Script(hang=True))
+    threaded_upstream.script("b/fine", Script(text="Fine."))
+
+    async def turn() -> None:  # the hang is hedged past at once and judged only long after the check
+        router = FallbackRouter.from_settings(load_settings(local_fallback=False), first_token_timeout=60.0,
+                                              hedge_after=0.05)
+        try:
+            assert (await router.complete(USER)).model == "b/fine"
+            store = store_of(router.health)
+            assert store is not None and await store.flush(5.0), "Redis did not take the mark"
+            result = await asyncio.to_thread(CliRunner().invoke, app, ["health", "--json"])  # it runs its own loop
+            assert result.exit_code == 0, result.output
+            rows = {row["model"]: row for row in json.loads(result.stdout)["models"]}
+            assert rows["a/limited"]["state"] == "suspect" and "no first token" in rows["a/limited"]["why"]
+            assert rows["b/fine"]["state"] == "closed"
+        finally:
+            await router.aclose()
+            await aclose_all()
+
+    asyncio.run(turn())
+
+
 def test_health_says_so_when_there_is_nothing_to_show(env):
     env.delenv("OPENROUTER_VOICE_REDIS_URL")
     result = CliRunner().invoke(app, ["health", "--once"])

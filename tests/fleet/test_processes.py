@@ -55,11 +55,11 @@ async def fleet(upstream, redis_server, prefix, tmp_path) -> AsyncIterator[Calla
            "OPENROUTER_BASE_URL": upstream.base_url, "OPENROUTER_API_KEY": TEST_KEY,
            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
 
-    async def start(name: str) -> Child:
+    async def start(name: str, *options: str) -> Child:
         log = tmp_path / f"{name}.log"
         with log.open("wb") as sink:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.fleet.child", PRIMARY, BACKUP, cwd=ROOT, env=env,
+                sys.executable, "-m", "tests.fleet.child", *options, PRIMARY, BACKUP, cwd=ROOT, env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=sink)
         child = Child(process, log, name)
         children.append(child)
@@ -105,6 +105,23 @@ async def test_a_hang_seen_by_one_process_keeps_the_other_off_the_primary(upstre
     assert (await b.ask(op="wait", until="unavailable", model=PRIMARY, limit=LIMIT))["ok"]
     second = await b.ask(op="turn")
     assert second["ok"] and second["model"] == BACKUP and attempts_on(second, PRIMARY) == ["skipped"]
+    assert len(upstream.requests_for(PRIMARY)) == 1
+
+
+async def test_a_hedge_won_over_a_silent_primary_sends_the_other_process_to_the_backup_first(upstream, fleet):
+    # A's primary gives no first token; A's hedge wins long before the primary's first-token deadline
+    # (60 s): A suspects it at once, and B's next turn goes to the backup first without a hang verdict.
+    upstream.script(PRIMARY, [Script(hang=True), Script(text="Primary again.")])
+    upstream.script(BACKUP, Script(text="Backup here."))
+    a, b = await fleet("a", "--hedge"), await fleet("b", "--hedge")
+    first = await a.ask(op="turn")
+    assert first["ok"] and first["model"] == BACKUP and attempts_on(first, PRIMARY) == ["cancelled"], first
+    assert (await b.ask(op="wait", until="suspect", model=PRIMARY, limit=LIMIT))["ok"], "B never heard"
+    second = await b.ask(op="turn")
+    assert second["ok"] and second["model"] == BACKUP, second
+    assert second["attempts"][0][0] == BACKUP and attempts_on(second, PRIMARY) == ["skipped"], second
+    state = await b.ask(op="state", model=PRIMARY)
+    assert state["failures"] == 0 and not state["open"]  # suspected, not judged: its circuit is closed
     assert len(upstream.requests_for(PRIMARY)) == 1
 
 

@@ -110,7 +110,8 @@ async def test_hostile_channel_message_and_wrong_typed_key_cost_one_warning_and_
     client = aioredis.Redis.from_url(redis_server.url)
     try:
         for garbage in (b"\xff\xfe not json", b'{"model": "m", "failures": "NaN"}', b"[1,2]",
-                        b'{"model": "m", "open_until": 1e308}', b"x" * 10_000):
+                        b'{"model": "m", "open_until": 1e308}', b"x" * 10_000,
+                        b'{"kind": "suspect", "model": "m", "until": -1}'):
             await client.publish(f"{prefix}:events", garbage)
         await client.set(f"{prefix}:m:m", "not a hash")
         await client.sadd(f"{prefix}:models", "m")
@@ -140,3 +141,29 @@ async def test_no_key_prompt_or_reply_is_stored(make_store, redis_server, prefix
     finally:
         await client.aclose()
     assert dump and "SECRET" not in " ".join(dump) and "sk-or-v1" not in " ".join(dump)
+
+
+async def test_a_suspicion_reaches_the_other_process_with_its_expiry_and_its_end(make_store, redis_server, prefix):
+    a, b = make_store(), make_store()
+    await synced(a, b)
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.hset(f"{prefix}:suspect:m2", "a", "b")  # a wrong-typed key is replaced, not an error
+        now = a.tracker.now()
+        a.tracker.suspect("m2", reason="no first token after 0.70s", until=now + 2.0, since=now - 0.7)
+        assert await b.wait_for(lambda: b.tracker.is_suspect("m2"), LIMIT), "B never heard"
+        assert b.tracker.suspect_reason("m2") == "no first token after 0.70s"
+        assert 0 < b.tracker.suspect_remaining("m2") <= 2.0
+        assert 0 < await client.pttl(f"{prefix}:suspect:m2") <= 2000  # gone from Redis when it expires
+        b.tracker.spoke("m2", sent=now - 1.0)  # sent before the silent request: proves nothing
+        assert b.tracker.is_suspect("m2")
+        a.tracker.clear_suspect("m2")
+        assert await b.wait_for(lambda: not b.tracker.is_suspect("m2"), LIMIT), "B never heard the end"
+        assert await client.exists(f"{prefix}:suspect:m2") == 0
+        # A hostile mark cannot suspect a model for long: it is clamped to 30 s.
+        await client.publish(f"{prefix}:events", b'{"kind": "suspect", "model": "m3", "until": 1e11, "since": 0}')
+        assert await b.wait_for(lambda: b.tracker.is_suspect("m3"), LIMIT)
+        assert b.tracker.suspect_remaining("m3") <= 30.0
+    finally:
+        await client.aclose()
+    assert a.online and b.online

@@ -26,7 +26,8 @@ from ..fleet.view import ModelRow, as_json, read_fleet
 NOTHING = ("Nothing to show: no agent worker with its embedded health store runs on this machine, and "
            "OPENROUTER_VOICE_REDIS_URL is not set (set it to share model health across processes and machines, "
            "and to see it here).")
-_COLOURS = {"closed": "green", "open": "red", "half-open": "yellow", "excluded": "magenta", "tool-less": "cyan"}
+_COLOURS = {"closed": "green", "suspect": "orange1", "open": "red", "half-open": "yellow", "excluded": "magenta",
+            "tool-less": "cyan"}
 
 
 def _seconds(value: float | None) -> str:

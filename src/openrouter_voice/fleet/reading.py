@@ -14,6 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..router.latency import ModelLatency
+
 MAX_MODELS = 256
 
 
@@ -66,3 +68,10 @@ async def epoch(client: aioredis.Redis, key: str) -> str:
         await client.set(key, uuid.uuid4().hex, nx=True)
         mark = await client.get(key)
     return mark.decode("ascii", "replace") if isinstance(mark, bytes) else str(mark)
+
+
+def keep_samples(ring: ModelLatency, ttft: list[float], gap: list[float], sentence: list[float]) -> None:
+    """Replace a model's local latency samples with the fleet's (a kind the fleet has none of is kept)."""
+    for kept, fresh in ((ring.ttft, ttft), (ring.gap, gap), (ring.sentence, sentence)):
+        if fresh:
+            kept.replace(fresh)

@@ -31,9 +31,9 @@ from ..redact import redact
 from ..router.health import HealthTracker
 from ..router.latency import GAP_SAMPLES, TTFT_SAMPLES
 from ..router.sharing import SharedState
-from . import scripts
+from . import scripts, suspects
 from .messages import MessageError, parse_fields, parse_state
-from .reading import epoch, members, read_models
+from .reading import epoch, keep_samples, members, read_models
 from .urls import masked
 
 logger = logging.getLogger("openrouter_voice.fleet")
@@ -83,8 +83,6 @@ class RedisHealthStore:
         self._samples: dict[str, scripts.Samples] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
 
-    # -- wiring --------------------------------------------------------------------------------------
-
     def attach(self, tracker: HealthTracker) -> None:
         """Share ``tracker``; starts at once if an event loop runs, else at the tracker's first verdict."""
         self.tracker = tracker
@@ -113,6 +111,7 @@ class RedisHealthStore:
             retry=Retry(NoBackoff(), 0), health_check_interval=0)
         self._scripts = {name: self._client.register_script(getattr(scripts, name))
                          for name in ("FAILURE", "SUCCESS", "CLAIM", "LEASE", "TOOL_LESS", "REPLY", "MERGE")}
+        self._scripts["SUSPECT"] = self._client.register_script(suspects.SCRIPT)
         self._queue = asyncio.Queue()
         self._synced = asyncio.Event()
         self._subscribed = asyncio.Event()
@@ -179,12 +178,8 @@ class RedisHealthStore:
         if self.tracker is not None and self.tracker.sink is self:
             self.tracker.attach(None)
 
-    # -- keys ------------------------------------------------------------------------------------------
-
     def key(self, kind: str, model: str = "") -> str:
         return f"{self.prefix}:{kind}:{model}" if model else f"{self.prefix}:{kind}"
-
-    # -- the sink: every method queues and returns --------------------------------------------------
 
     def _submit(self, op: _Op, *, model: str | None = None) -> None:
         """Queue ``op``; ``model``: it is a transition of that model, whose answer is a state to apply."""
@@ -211,6 +206,13 @@ class RedisHealthStore:
     def tool_less(self, model: str) -> None:
         keys = [self.key("m", model), self.key("models")]
         self._submit(self._transition("TOOL_LESS", model, keys, [model, self.channel]), model=model)
+
+    def suspected(self, model: str, *, reason: str, until: float, since: float) -> None:
+        args = suspects.script_args(model, redact(reason), until, since, now=time.time(), channel=self.channel)
+        self._submit(self._transition("SUSPECT", model, [self.key("suspect", model)], args))
+
+    def unsuspected(self, model: str) -> None:
+        self.suspected(model, reason="", until=0.0, since=0.0)
 
     def trial_wanted(self, model: str) -> None:
         if model in self._claiming:
@@ -253,8 +255,6 @@ class RedisHealthStore:
 
         return op
 
-    # -- operations ------------------------------------------------------------------------------------
-
     def _transition(self, script: str, model: str, keys: list[str], args: list[str]) -> _Op:
         async def op(client: aioredis.Redis) -> Any:
             return await self._scripts[script](keys=keys, args=args, client=client)
@@ -281,11 +281,11 @@ class RedisHealthStore:
                                          args=[self._token, str(int(ttl * 1000))], client=client)
         return op
 
-    # -- applying the fleet's view ---------------------------------------------------------------------
-
     def _take(self, raw: Any, *, source: str) -> None:
         """Apply a state published or returned by a script (JSON text), if it is news."""
         try:
+            if (mark := suspects.parse_suspect(raw, now=time.time())) is not None:
+                return suspects.apply(self.tracker, mark)
             model, state, healed = parse_state(raw)
         except MessageError as exc:
             self._warn_once(f"garbage-{source}", "ignored a malformed health message from Redis (%s): %s; "
@@ -306,8 +306,6 @@ class RedisHealthStore:
                 self.tracker.apply_shared(model, newest)
         if self._changed is not None:
             self._changed.set()
-
-    # -- background tasks ------------------------------------------------------------------------------
 
     async def _writer(self) -> None:
         assert self._queue is not None
@@ -429,10 +427,7 @@ class RedisHealthStore:
                 continue
             self._offer(model, state)
             if self.tracker is not None:
-                ring = self.tracker.latency(model)
-                for kept, fresh in ((ring.ttft, ttft), (ring.gap, gap), (ring.sentence, sentence)):
-                    if fresh:
-                        kept.replace(fresh)
+                keep_samples(self.tracker.latency(model), ttft, gap, sentence)
 
     def _offline(self, exc: BaseException) -> None:
         # once per outage: the warning is re-armed when Redis is back

@@ -1,7 +1,8 @@
 """What the fleet shares, read for people: one :class:`ModelRow` per model, for ``openrouter-voice health``.
 
 The rows are derived with the router's own rules (a :class:`HealthTracker` fed the shared state), so
-the view says exactly what a turn would decide: closed, open, half-open, excluded or tool-less.
+the view says exactly what a turn would decide: closed, suspect (tried after the others until a
+pending request is judged), open, half-open, excluded or tool-less.
 
 >>> tracker = HealthTracker()
 >>> _ = tracker.record_failure("a/x", reason="HTTP 429: rate limited", retry_after=30)
@@ -23,6 +24,7 @@ from ..router.deadlines import hedge_delay, ttft_percentiles
 from ..router.health import CircuitState, HealthTracker
 from .messages import MessageError, parse_fields
 from .store import RedisHealthStore
+from .suspects import apply, parse_suspect
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +32,7 @@ class ModelRow:
     """One model as the fleet sees it now (seconds; cost in credits as OpenRouter reports it)."""
 
     model: str
-    state: str  # closed | open | half-open | excluded | tool-less
+    state: str  # closed | suspect | open | half-open | excluded | tool-less
     cooldown_left: float
     why: str | None
     consecutive_failures: int
@@ -54,6 +56,9 @@ def model_row(tracker: HealthTracker, model: str, *, recent: list[str], hedge_af
     elif state is CircuitState.CLOSED and view.tool_less:
         shown = "tool-less"
     why = view.reason
+    if state is CircuitState.CLOSED and tracker.is_suspect(model):  # tried after the others for now
+        shown = "suspect"
+        why = f"{tracker.suspect_reason(model)} (at most {tracker.suspect_remaining(model):.1f}s more)"
     if why and tracker.told_to_wait(model):
         why = f"{why} (Retry-After {tracker.wait_remaining(model):.0f}s)"
     elif why and view.failures > 1:
@@ -79,17 +84,20 @@ async def read_fleet(url: str, prefix: str, chain: list[str], *, hedge_after: fl
                 pipe.hgetall(store.key("m", model))
                 pipe.lrange(store.key("ttft", model), 0, -1)
                 pipe.lrange(store.key("recent", model), 0, -1)
+                pipe.get(store.key("suspect", model))
             replies = await pipe.execute(raise_on_error=False)
     finally:
         await client.aclose()
     rows = []
     for i, model in enumerate(models):
-        fields, ttft, recent = replies[3 * i: 3 * i + 3]
+        fields, ttft, recent, mark = replies[4 * i: 4 * i + 4]
         tracker = HealthTracker()
         cost = None
         try:
             tracker.apply_shared(model, parse_fields(fields))
             cost = _float(fields.get(b"cost")) if isinstance(fields, dict) else None
+            if (found := parse_suspect(mark, now=time.time())) is not None:
+                apply(tracker, (model, *found[1:]))  # under the key's own model id
         except MessageError:
             pass  # unreadable state: shown as closed, as the routers would treat it
         tracker.latency(model).ttft.replace(_floats(ttft))

@@ -50,6 +50,9 @@ class ModelHealth:
     tool_less: bool = False  # it refused tools: it gets turns without them
     lease_until: float = 0.0  # this process holds the fleet's half-open trial until then
     cost: float = 0.0  # credits its replies cost so far (where the upstream reported it)
+    suspect_until: float = 0.0  # a hedge beat it while it gave no first token: others go first until then
+    suspect_reason: str | None = None
+    suspect_since: float = 0.0  # a request sent from then on that speaks ends the suspicion
     latency: ModelLatency = field(default_factory=ModelLatency)
 
     def state(self, now: float) -> CircuitState:
@@ -125,6 +128,68 @@ class HealthTracker:
             self.sink.trial_wanted(model)  # another process may hold the trial: ask, never wait
             return False
         return True
+
+    def suspect(self, model: str, *, reason: str, until: float, since: float) -> None:
+        """A request to ``model`` gave no first token past its hedge delay (it was known slow at ``since``)
+        and a hedge answered first: until that request is judged (:meth:`clear_suspect`, or a failure
+        verdict), a request sent from ``since`` on gives a first token (:meth:`spoke`), or ``until`` (a
+        hard expiry; times on the tracker's clock), new turns try the other available models first. It
+        stays in every plan.
+
+        >>> health = HealthTracker()
+        >>> sent = health.now()
+        >>> health.suspect("m", reason="no first token after 0.80s", until=sent + 2.0, since=sent)
+        >>> health.is_suspect("m"), health.is_available("m")
+        (True, True)
+        >>> health.spoke("m", sent=sent - 1.0); health.is_suspect("m")  # sent before the silent one: no news
+        True
+        >>> health.spoke("m", sent=sent); health.is_suspect("m")
+        False
+        """
+        health = self._get(model)
+        health.suspect_until = max(health.suspect_until, until)
+        health.suspect_since = max(health.suspect_since, since)
+        health.suspect_reason = reason
+        if self.sink is not None:
+            self.sink.suspected(model, reason=reason, until=health.suspect_until, since=health.suspect_since)
+
+    def spoke(self, model: str, *, sent: float) -> None:
+        """A request to ``model`` sent at ``sent`` (tracker clock) gave its first token: a suspicion raised
+        by a silent request sent no later is over (the model answers new requests)."""
+        health = self._models.get(model)
+        if health is not None and health.suspect_until and sent >= health.suspect_since:
+            self.clear_suspect(model)
+
+    def clear_suspect(self, model: str) -> None:
+        """``model``'s pending request answered after all: it is no longer suspected, here or in the fleet."""
+        health = self._get(model)
+        if not health.suspect_until:
+            return
+        health.suspect_until, health.suspect_reason, health.suspect_since = 0.0, None, 0.0
+        if self.sink is not None:
+            self.sink.unsuspected(model)
+
+    def apply_suspect(self, model: str, *, reason: str | None, until: float, since: float) -> None:
+        """Take the fleet's suspicion of ``model`` (``until`` 0: cleared) as the local copy."""
+        health = self._get(model)
+        health.suspect_until, health.suspect_since = until, since if until else 0.0
+        health.suspect_reason = reason if until else None
+
+    def is_suspect(self, model: str) -> bool:
+        """True while ``model`` is suspected of hanging (see :meth:`suspect`)."""
+        return self._clock() < self._get(model).suspect_until
+
+    def suspect_reason(self, model: str) -> str | None:
+        """Why ``model`` is suspected (None when it is not)."""
+        return self._get(model).suspect_reason if self.is_suspect(model) else None
+
+    def suspect_remaining(self, model: str) -> float:
+        """Seconds until ``model``'s suspicion expires at the latest (0 when it is not suspected)."""
+        return max(0.0, self._get(model).suspect_until - self._clock())
+
+    def is_trial(self, model: str) -> bool:
+        """True while this tracker's half-open trial of ``model`` is in flight."""
+        return self._get(model).trial_in_flight
 
     def now(self) -> float:
         """The tracker's clock: pass it as ``sent`` to :meth:`record_success` for requests you track."""
@@ -206,6 +271,7 @@ class HealthTracker:
         health.open_until = max(health.open_until, now + cooldown)
         health.reason = reason
         health.lease_until = 0.0
+        health.suspect_until, health.suspect_reason, health.suspect_since = 0.0, None, 0.0  # the verdict replaces it
         if self.sink is not None:
             self.sink.failed(model, reason=reason, retry_after=retry_after, exclude=exclude, at=now)
         return cooldown

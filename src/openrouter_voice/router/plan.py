@@ -1,6 +1,7 @@
 """Which models one turn tries, in which order, and what it says about the ones it leaves out.
 
-Available models come first in chain order (predictive ranking may move a failing one back);
+Available models come first in chain order (predictive ranking may move a failing one back, and a
+model suspected of hanging right now goes after the others: :meth:`~.health.HealthTracker.suspect`);
 models cooling down follow, soonest-recovering first, because when everything is down trying beats
 silence. Left out: models excluded for long (a retired id) and those whose upstream said when to
 come back (Retry-After), since asking again before then is refused. When that leaves nothing and the
@@ -33,6 +34,10 @@ def order(models: Sequence[Target], health: HealthTracker, *,
     available = [t for t in models if health.is_available(t.label)]
     if rank is not None:
         available = rank(available)
+    # A model suspected of hanging right now goes after the healthy ones (never out of the plan).
+    suspects = [t for t in available if health.is_suspect(t.label)]
+    if suspects:
+        available = [t for t in available if t not in suspects] + suspects
     cooling = [t for t in models if t not in available and not health.told_to_wait(t.label)
                and health.cooldown_remaining(t.label) < health.exclude_cooldown / 2]
     cooling.sort(key=lambda t: health.cooldown_remaining(t.label))

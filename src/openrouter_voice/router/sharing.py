@@ -60,6 +60,14 @@ class HealthSink(Protocol):
     def trial_ended(self, model: str) -> None:
         """The trial ended without a verdict (cancelled): release the lease."""
 
+    def suspected(self, model: str, *, reason: str, until: float, since: float) -> None:
+        """A hedge beat ``model``'s request sent at ``since`` while it gave no first token: every process
+        should try it after the others until it is judged (or a later request speaks), or ``until`` (wall
+        clock) at the latest."""
+
+    def unsuspected(self, model: str) -> None:
+        """``model`` answered after all (the silent request, or one sent after it): the suspicion is over."""
+
     def tool_less(self, model: str) -> None:
         """``model`` refused tools: every process should send it turns without them."""
 

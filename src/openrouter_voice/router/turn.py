@@ -288,6 +288,7 @@ class TurnRunner:
                     racer = racers.pop(task)
                     error = task.exception()
                     if error is None:
+                        self.health.spoke(racer.target.label, sent=racer.sent)
                         await self._cancel(racers, lost_to=racer)
                         return racer, task.result()
                     if isinstance(error, AttemptFailed):
@@ -333,8 +334,17 @@ class TurnRunner:
                 await live.events.aclose()
                 self.health.end_trial(live.target.label)
             else:
-                what = "no first token" if live.sent_at < lost_to.sent_at else "slower"
+                hedged_past = live.sent_at < lost_to.sent_at
+                what = "no first token" if hedged_past else "slower"
                 live.attempt.error = f"{what} after {live.attempt.latency:.2f}s; hedged request won"
+                if hedged_past and live.hedge_after is not None:
+                    # At least p95-slow right now, and something else answers: the fleet tries it after the
+                    # others until the watch judges it (or its first-token deadline from now, at the latest),
+                    # or a request sent once it was known slow speaks (sent earlier, one may have reached
+                    # the upstream before a hang began and prove nothing).
+                    self.health.suspect(live.target.label, reason=live.attempt.error,
+                                        since=live.sent + live.hedge_after,
+                                        until=self.health.now() + self.policy.limits.first_token)
                 self.policy.stragglers.watch(live.target, task, live.events, live.sent_at,
                                              limit=self.policy.limits.first_token, apply=self._apply)
             _log_attempt(live.attempt, live.index)
