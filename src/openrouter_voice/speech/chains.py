@@ -39,7 +39,7 @@ STT_STALL_AFTER = 2.0
 STT_ANSWER_WITHIN = 1.2  # seconds after a question with no word back from Deepgram before it is given up
 # seconds of quiet that end a stretch of speech the local STT transcribes in the chain (the session's VAD
 # waits longer to end the turn): Deepgram finalises about this soon, so a turn on the local STT waits less
-# for its final (issue 20: 1.43-1.61 s TTFA at p50 with the session's 0.55 s, 1.14 s with this)
+# for its final (issue 20, Deepgram refused: TTFA p50 1.43-1.61 s with the session's 0.55 s, 1.14-1.37 s with this)
 LOCAL_STT_SILENCE = 0.3
 # seconds Cartesia may stay silent between messages mid-sentence; its first audio of each sentence has a
 # deadline learnt from its own recent sentences, at most this (speech/first_audio.py)
