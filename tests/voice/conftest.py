@@ -117,10 +117,17 @@ async def call(upstream: ScriptedUpstream, open_meteo: FakeOpenMeteo, tmp_path) 
             await llm_.aclose()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "no_session: a voice test that runs no real-time audio session "
+                                       "(it may run beside the audio group)")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every real-time audio test in one pytest-xdist worker, one at a time: two sessions decoding speech
-    side by side on 2 cores starve each other's VAD (it falls behind real time and words are lost)."""
+    side by side on 2 cores starve each other's VAD (it falls behind real time and words are lost). A test
+    marked ``no_session`` (speech through a TTS chain or a recogniser, no session playing in real time) is
+    as CPU-bound as the rest of the suite, no more, and runs in either worker."""
     for item in items:
-        if "tests/voice/" in item.nodeid.replace("\\", "/"):
+        if "tests/voice/" in item.nodeid.replace("\\", "/") and item.get_closest_marker("no_session") is None:
             item.add_marker(pytest.mark.xdist_group("audio"))

@@ -6,9 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from livekit.agents.types import FlushSentinel
 
 from openrouter_voice.speech.dead_air import DeadAirGuard, acknowledged_first
+
+pytestmark = pytest.mark.no_session  # a stand-in session's events, no audio
 
 
 class _Session:

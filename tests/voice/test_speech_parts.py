@@ -22,6 +22,7 @@ from tests.timing import until
 from tests.voice.conftest import local_stt, local_tts, speech
 
 
+@pytest.mark.no_session
 async def test_the_local_stt_understands_the_local_voice():
     audio = await speech("What is the weather in Tokyo?")
     assert audio.rate == 22050 and audio.loud_seconds() > 1.0
@@ -30,6 +31,7 @@ async def test_the_local_stt_understands_the_local_voice():
     assert event.alternatives[0].text == "what is the weather in tokyo"
 
 
+@pytest.mark.no_session
 async def test_the_local_voice_says_nothing_for_text_without_words():
     assert len(await local_tts().pcm(" ... ")) == 0
 
@@ -56,6 +58,7 @@ class _Deaf(stt.STT):
         return _Stream(stt=outer, conn_options=conn_options or DEFAULT_API_CONNECT_OPTIONS)
 
 
+@pytest.mark.no_session
 async def test_the_watchdog_gives_up_on_a_deaf_stt_after_speech_not_after_silence():
     watched = WatchedSTT(_Deaf(), stall_after=0.5)
     stream = watched.stream()
@@ -80,6 +83,7 @@ def _sound(seconds: float, *, loud: bool) -> list[rtc.AudioFrame]:
     return [rtc.AudioFrame(samples[i:i + 320].tobytes(), 16000, 1, 320) for i in range(0, len(samples), 320)]
 
 
+@pytest.mark.no_session
 async def test_the_watchdog_judges_each_question_on_its_own():
     """A click left unanswered is forgotten once over (it does not cut the next question short), and a
     question too short to reach ``stall_after`` still fails the STT once it ends unanswered."""
@@ -96,6 +100,7 @@ async def test_the_watchdog_judges_each_question_on_its_own():
     await stream.aclose()
 
 
+@pytest.mark.no_session
 def test_the_utterance_audio_holds_what_no_stt_has_finalised():
     from openrouter_voice.speech.replay import UtteranceAudio
 
@@ -115,6 +120,7 @@ def test_the_utterance_audio_holds_what_no_stt_has_finalised():
     assert not audio.speaking and audio.seconds == 0.0
 
 
+@pytest.mark.no_session
 def test_a_wav_that_is_not_pcm_is_refused_with_the_fix(tmp_path):
     bad = tmp_path / "q.wav"
     bad.write_bytes(b"RIFF....not a wav")
