@@ -20,7 +20,6 @@ returns to Deepgram (:class:`~.replay.ReplayingFallbackAdapter`).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from livekit.agents import APIConnectOptions, stt, tts, vad
@@ -37,10 +36,6 @@ STT_CONNECT_TIMEOUT = 3.0  # seconds for Deepgram's handshake before the local S
 # once and interim results about every second of speech)
 STT_STALL_AFTER = 2.0
 STT_ANSWER_WITHIN = 1.2  # seconds after a question with no word back from Deepgram before it is given up
-# seconds of quiet that end a stretch of speech the local STT transcribes in the chain (the session's VAD
-# waits longer to end the turn): Deepgram finalises about this soon, so a turn on the local STT waits less
-# for its final (issue 20, Deepgram refused: TTFA p50 1.43-1.61 s with the session's 0.55 s, 1.14-1.37 s with this)
-LOCAL_STT_SILENCE = 0.3
 # seconds Cartesia may stay silent between messages mid-sentence; its first audio of each sentence has a
 # deadline learnt from its own recent sentences, at most this (speech/first_audio.py)
 TTS_TIMEOUT = 3.0
@@ -64,26 +59,8 @@ def build_stt(settings: Settings, *, vad: vad.VAD, local: stt.STT[Any] | None = 
     primary = deepgram.STT(model="nova-3", api_key=settings.deepgram_api_key.get_secret_value(),
                            base_url=f"{settings.deepgram_base_url}/v1/listen")
     return ReplayingFallbackAdapter([WatchedSTT(primary, stall_after=STT_STALL_AFTER, answer_within=STT_ANSWER_WITHIN),
-                                     local], vad=segmenting_vad(vad), attempt_timeout=STT_CONNECT_TIMEOUT,
-                                    max_retry_per_stt=0, retry_interval=0.1)
-
-
-def segmenting_vad(vad: vad.VAD, silence: float = LOCAL_STT_SILENCE) -> vad.VAD:
-    """``vad`` ending speech after ``silence`` s of quiet, for cutting the local STT's audio into
-    utterances; a Silero VAD shares its model with ``vad``, any other VAD is returned as is.
-
-    >>> from livekit.plugins import silero
-    >>> session_vad = silero.VAD.load(min_silence_duration=0.55)
-    >>> segmenting_vad(session_vad)._opts.min_silence_duration, session_vad._opts.min_silence_duration
-    (0.3, 0.55)
-    """
-    from livekit.plugins import silero
-
-    if not isinstance(vad, silero.VAD):
-        return vad
-    # the constructor is public; the model and options are read from the session's VAD so that one ONNX
-    # session serves both (VAD.load would load the model again for every call)
-    return silero.VAD(session=vad._onnx_session, opts=dataclasses.replace(vad._opts, min_silence_duration=silence))
+                                     local], vad=vad, attempt_timeout=STT_CONNECT_TIMEOUT, max_retry_per_stt=0,
+                                    retry_interval=0.1)
 
 
 def build_tts(settings: Settings, *, local: tts.TTS[Any] | None = None) -> tts.TTS[Any]:
