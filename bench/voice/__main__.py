@@ -13,8 +13,10 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from importlib import metadata
 from multiprocessing import get_context
@@ -29,6 +31,7 @@ from .systems import FLOOR, SYSTEMS
 from .turns import BASELINE, CHOSEN, SETTINGS, worker_turn
 
 QUESTION = "What is the weather like today?"
+MIX_SESSION = 25  # turns of the random mix per session at most
 
 
 def split(items: list[Any], parts: int) -> list[list[Any]]:
@@ -72,7 +75,10 @@ def plan(args: argparse.Namespace, question: Utterance, pairs: list[tuple[Uttera
             for system in systems + ([FLOOR] if cell == "healthy" else []):
                 jobs.append(Job(system, cell, repeat, [cell] * len(chunk), [question] * len(chunk), turn, silence))
     if args.mix and not args.only:
-        for repeat, chunk in enumerate(split(mix(args.mix), args.repeats)):
+        # short sessions: the pool packs them evenly, and a system that goes silent (~12 s a turn) does not
+        # hold one worker for much of the run
+        sessions = max(args.repeats, -(-args.mix // MIX_SESSION))
+        for repeat, chunk in enumerate(split(mix(args.mix), sessions)):
             for system in systems:
                 jobs.append(Job(system, "random mix", repeat, chunk, [question] * len(chunk), turn, silence))
     if pairs and not args.only and args.part != "main":
@@ -102,24 +108,26 @@ def main(args: argparse.Namespace) -> None:
     jobs = plan(args, question, pairs)
     print(f"{len(jobs)} sessions, {sum(len(j.cells) for j in jobs)} turns, {args.jobs} side by side", flush=True)
     records: list[list[TurnRecord]] = [[] for _ in jobs]
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        # the longest sessions (the mix) first: none of them is left running alone at the end
+    failed = 0
+    with LoadSampler() as load, ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        # the longest sessions first: none of them is left running alone at the end
         longest_first = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].cells))
-        submitted = {i: pool.submit(run, jobs[i]) for i in longest_first}
-        futures = [submitted[i] for i in range(len(jobs))]
-        failed = 0
-        for i, (job, future) in enumerate(zip(jobs, futures, strict=True)):
+        index = {pool.submit(run, jobs[i]): i for i in longest_first}
+        for done, future in enumerate(as_completed(index), 1):
+            i = index[future]
+            job, progress = jobs[i], f"[{done}/{len(jobs)} {(time.time() - started) / 60:4.1f} min]"
             try:
                 records[i], seconds = future.result()
             except Exception as exc:  # a broken session is reported and left out, not counted as silent turns
                 failed += 1
-                print(f"{job.system:16} {job.label:40} #{job.repeat} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                print(f"{progress} {job.system:16} {job.label:40} #{job.repeat} FAILED: {type(exc).__name__}: "
+                      f"{exc}", flush=True)
                 continue
-            print(f"{job.system:16} {job.label:40} #{job.repeat} {report.summary([records[i]])} "
+            print(f"{progress} {job.system:16} {job.label:40} #{job.repeat} {report.summary([records[i]])} "
                   f"({seconds:.0f} s)", flush=True)
     results, cutoffs = collect(jobs, records)
     seconds = time.time() - started
-    meta = header(args, seconds, load_before)
+    meta = header(args, seconds, load_before, load.figures())
     if failed:
         meta["header"] += f" **{failed} of {len(jobs)} sessions failed** and are left out (see the run's output)."
     section = report.render(results, cutoffs, meta)
@@ -130,7 +138,37 @@ def main(args: argparse.Namespace) -> None:
                  else out.with_name("voice_ttfa.png"))
 
 
-def header(args: argparse.Namespace, seconds: float, load_before: tuple[float, float, float]) -> dict[str, Any]:
+class LoadSampler:
+    """The machine's 1-minute load average sampled while the sessions run (how loaded the run was)."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every, self.samples = every, [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def figures(self) -> tuple[float, float]:
+        """The mean and the peak of the samples.
+
+        >>> s = LoadSampler(); s.samples = [1.0, 3.0]; s.figures()
+        (2.0, 3.0)
+        """
+        return statistics.mean(self.samples), max(self.samples)
+
+
+def header(args: argparse.Namespace, seconds: float, load_before: tuple[float, float, float],
+           load_during: tuple[float, float]) -> dict[str, Any]:
     from .turns import describe
 
     versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("livekit-agents", "livekit-plugins-deepgram",
@@ -141,7 +179,8 @@ def header(args: argparse.Namespace, seconds: float, load_before: tuple[float, f
         "header": f"`{command}` on {datetime.now(UTC):%Y-%m-%d} ({seconds / 60:.0f} min, {args.jobs} sessions side "
                   f"by side): {args.turns} turns per cell in {args.repeats} sessions"
                   + (f", {args.mix} in the random mix (seed 7)" if args.mix and not args.only else "")
-                  + f"; {platform.machine()}, {os.cpu_count()} cores, load average {load_before[0]:.1f} before and "
+                  + f"; {platform.machine()}, {os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
+                  f"{load_during[0]:.1f} on average while the sessions ran (peak {load_during[1]:.1f}) and "
                   f"{load[0]:.1f} after; Python {platform.python_version()}; {versions}. Every system has the "
                   "worker's turn settings (below).",
         "cutoff_header": f"{len(cutoff.QUESTIONS[: args.cutoff])} questions, each said with one mid-sentence pause "

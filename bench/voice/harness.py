@@ -20,6 +20,7 @@ sentence does not (a model that breaks or dribbles mid-sentence) keeps the calle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ from livekit import rtc
 
 from openrouter_voice.call.audio import LOUD_RMS, CallerInput
 from openrouter_voice.call.driver import VoiceCall
+
+INTERRUPT_WAIT = 2.0  # seconds for LiveKit to process an interruption (it takes milliseconds)
 
 
 class LoudInput(CallerInput):
@@ -102,6 +105,8 @@ class Probe:
         first = self.call.speaker.first_sound_after(started)
         cutoff = first is not None and first < end
         audible = first if first is not None and first >= end else self.call.speaker.first_sound_after(end)
+        if audible is None and self.agent_state != "listening":
+            await self.interrupt()
         # after a cut-off the whole question is answered again once its end is heard: wait that out too
         await self.quiet(wait, stable=1.5 if cutoff else 0.2)
         heard_end = next((t for t in self.listening if t >= end), None)
@@ -117,6 +122,13 @@ class Probe:
             llm_requests=len(self.upstream.requests) - requests_before,
             tts_requests=len(self.tts_times) - tts_before, cutoff=cutoff,
             heard=turn.heard, answer=turn.answer)
+
+    async def interrupt(self) -> None:
+        """End a silent turn's work (a request that hangs, a voice that never speaks) at once: the caller's
+        next question would interrupt it anyway, after another ``wait`` s; an answer later than ``wait`` is
+        a silent turn either way, and must not play into the next turn."""
+        with contextlib.suppress(RuntimeError, TimeoutError):  # not running, or nothing left to interrupt
+            await asyncio.wait_for(self.call.session.interrupt(force=True), INTERRUPT_WAIT)
 
     async def quiet(self, wait: float, stable: float) -> None:
         """Wait until the agent has been listening for ``stable`` s (at most ``wait`` s): no reply of this

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from openrouter_voice.call.audio import Audio
-from openrouter_voice.call.driver import VoiceCall
+from openrouter_voice.call.driver import CallClosed, VoiceCall
 from openrouter_voice.testing import ScriptedCartesia, ScriptedDeepgram, ScriptedUpstream
 
 from .cells import CELLS, Services
@@ -106,7 +106,10 @@ async def _run(job: Job) -> list[TurnRecord]:
                 for cell, utterance in zip(job.cells, job.utterances, strict=True):
                     CELLS[cell](services)
                     deepgram.transcripts, deepgram._said = list(utterance.parts), 0
-                    record = await probe.turn(utterance.audio, wait=WAIT)
+                    try:
+                        record = await probe.turn(utterance.audio, wait=WAIT)
+                    except CallClosed:  # the session closed during the turn (a stage failed with no fallback)
+                        record = TurnRecord(ttfa=None)
                     records.append(record)
                     if os.environ.get("BENCH_DEBUG"):
                         print(f"  {job.system} {cell}: {record}", flush=True)

@@ -58,6 +58,7 @@ class CallClosed(RuntimeError):
 
 
 STAGES = {"stt_error": "speech recognition", "tts_error": "speech synthesis", "llm_error": "the language model"}
+_UNANSWERED_SETTLE = 0.25  # seconds: metrics of a turn with no answer (see VoiceCall.say)
 
 
 def failure_text(error: Any) -> str:
@@ -195,7 +196,10 @@ class VoiceCall:
                 await asyncio.wait_for(self._answered.wait(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
                 break
-        await self._wait_for_metrics(metrics_before, settle)  # they may arrive just after the turn's item
+        # they may arrive just after the turn's item; a turn with no answer has had its stages' metrics
+        # by now (those that ran), and waiting for the missing ones would only lengthen a failed turn
+        answered = len(self.answers) > answers_before
+        await self._wait_for_metrics(metrics_before, settle if answered else min(settle, _UNANSWERED_SETTLE))
         answers = self.answers[answers_before:]
         return Turn(heard=" ".join(self.heard[heard_before:]), answer=" ".join(a for a, _ in answers),
                     audio=self.speaker.audio_since(started), speech_end=speech_end,
