@@ -77,7 +77,7 @@ bench: $(VENV)/.installed-bench,local
 	$(BIN)/python -m bench $(ARGS)
 
 # time to first audio on the whole voice pipeline, per fault, and the false cut-off table (sized for under
-# 30 minutes on an idle 2-core machine, not met yet: see README; ARGS=--quick for under 10)
+# 30 minutes on an idle 2-core machine; ARGS=--quick for under 10)
 bench-voice: $(VENV)/.installed-bench,local | espeak-ng
 	$(BIN)/python -m bench.voice $(ARGS)
 

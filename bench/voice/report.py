@@ -161,7 +161,8 @@ def render(results: Results, cutoffs: dict[str, dict[str, Runs]], meta: dict[str
              "that breaks or dribbles mid-sentence has its first token on time); VAD lag = the agent's VAD "
              "reporting the end of speech minus the speech end and its own silence wait (CPU backlog shows "
              "here); to speaker = text reaching the TTS to the first audible "
-             "frame. A silent turn had no audible answer or apology within 8 s, or never ran (session closed).",
+             "frame. A silent turn had no audible answer or apology within 8 s, or never ran (session closed); "
+             "the harness then interrupts what the agent is still doing, as the caller's next question would.",
              "", *main_table(results), "", "### Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     goals = targets(results) + ([fast_turn(cutoffs, meta["baseline"])] if meta.get("baseline") in cutoffs else [])
     lines += [f"| {what} | {measured} | {'met' if ok else '**MISSED**'} |" for what, measured, ok in goals]
