@@ -167,3 +167,19 @@ async def test_a_suspicion_reaches_the_other_process_with_its_expiry_and_its_end
     finally:
         await client.aclose()
     assert a.online and b.online
+
+
+async def test_a_process_started_during_a_suspicion_reads_it_from_redis(make_store):
+    a = make_store()
+    await synced(a)
+    a.tracker.record_reply("m", ttft=0.3, gaps=[0.01], cost=0.001)  # the fleet knows the model
+    now = a.tracker.now()
+    a.tracker.suspect("m", reason="no first token after 0.70s", until=now + 5.0, since=now - 0.7)
+    a.tracker.suspect("gone", reason="no first token", until=now + 5.0, since=now - 0.7)
+    a.tracker.clear_suspect("gone")
+    assert await a.flush(LIMIT)
+    c = make_store()  # missed the message: its first read of Redis has the mark, with what is left of it
+    await synced(c)
+    assert c.tracker.is_suspect("m") and c.tracker.suspect_reason("m") == "no first token after 0.70s"
+    assert 0 < c.tracker.suspect_remaining("m") <= 5.0
+    assert not c.tracker.is_suspect("gone")  # a cleared mark is not read back

@@ -31,20 +31,22 @@ async def members(client: aioredis.Redis, key: str) -> list[str]:
 
 
 async def read_models(client: aioredis.Redis, key: Callable[[str, str], str], models: list[str], *,
-                      latency: bool) -> list[tuple[str, Any, list[float], list[float], list[float]]]:
-    """Per model: its hash (or the error reading it), and with ``latency`` its TTFT, gap and first-sentence
-    samples."""
+                      latency: bool) -> list[tuple[str, Any, Any, list[float], list[float], list[float]]]:
+    """Per model: its hash (or the error reading it), its suspect mark (None if it has none), and with
+    ``latency`` its TTFT, gap and first-sentence samples."""
     async with client.pipeline(transaction=False) as pipe:
         for model in models:
             pipe.hgetall(key("m", model))
+            pipe.get(key("suspect", model))
             if latency:
                 pipe.lrange(key("ttft", model), 0, -1)
                 pipe.lrange(key("gap", model), 0, -1)
                 pipe.lrange(key("sentence", model), 0, -1)
         replies = await pipe.execute(raise_on_error=False)
-    step = 4 if latency else 1
-    return [(model, replies[i * step], *([samples(replies[i * step + k]) for k in (1, 2, 3)] if latency
-                                          else [[], [], []])) for i, model in enumerate(models)]
+    step = 5 if latency else 2
+    return [(model, replies[i * step], replies[i * step + 1],
+             *([samples(replies[i * step + k]) for k in (2, 3, 4)] if latency else [[], [], []]))
+            for i, model in enumerate(models)]
 
 
 def samples(raw: Any) -> list[float]:

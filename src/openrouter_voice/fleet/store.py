@@ -415,12 +415,13 @@ class RedisHealthStore:
                 self._take(await op(client), source="script")
 
     async def _read(self, client: aioredis.Redis, models: list[str], *, latency: bool) -> None:
-        for model, fields, ttft, gap, sentence in await read_models(client, self.key, models, latency=latency):
+        for model, fields, mark, ttft, gap, sentence in await read_models(client, self.key, models, latency=latency):
             if isinstance(fields, Exception):
                 self._warn_once("healed", "fleet health: %s under %r is not a hash (%s); it is replaced at the "
                                 "next verdict", model, self.prefix, fields)
                 continue
             try:
+                suspects.apply_stored(self.tracker, model, mark, now=time.time())
                 state = parse_fields(fields)
             except MessageError as exc:
                 self._warn_once("garbage-key", "fleet health: ignored a malformed state of %s: %s", model, exc)

@@ -93,3 +93,20 @@ def apply(tracker: HealthTracker | None, mark: Mark) -> None:
     if tracker is not None:
         model, reason, until, since = mark
         tracker.apply_suspect(model, reason=reason, until=until, since=since)
+
+
+def apply_stored(tracker: HealthTracker | None, model: str, raw: Any, *, now: float) -> None:
+    """Take a live mark read from ``model``'s key (None: it has none) under that model id: how a process that
+    started or reconnected after the mark was published learns it. Expired marks are gone from Redis, and
+    ended ones were deleted with their clearing message; :class:`MessageError` for a malformed one.
+
+    >>> import time
+    >>> from openrouter_voice.router.health import HealthTracker
+    >>> tracker, now = HealthTracker(), time.time()
+    >>> apply_stored(tracker, "a/x", payload("a/x", "no first token", now + 5, now - 1), now=now)
+    >>> tracker.is_suspect("a/x"), tracker.is_suspect("b/y")
+    (True, False)
+    """
+    found = parse_suspect(raw, now=now) if raw is not None else None
+    if found is not None and found[2] > now:
+        apply(tracker, (model, *found[1:]))
