@@ -423,8 +423,11 @@ class TurnRunner:
 
     def _note_passed_over(self, served: Target) -> None:
         """Record chain models ahead of ``served`` that this turn never tried (cooling down)."""
+        chain = self.policy.chain
+        if chain and chain[0] == served:  # the usual turn: nothing was ahead of it
+            return
         tried = {a.target for a in self.turn.attempts}
-        for target in self.policy.chain:
+        for target in chain:
             if target == served:
                 break
             if target not in tried and self.health.is_available(target.label):  # ordered later for this turn
