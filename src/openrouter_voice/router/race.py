@@ -6,7 +6,7 @@ of them ends or the hedge delay passes. Hand-rolled instead of ``asyncio.wait``:
 waiting turn from its own last step, and the hedge delay is one timer on the same future, which
 saves ``asyncio.wait``'s callback hop (one event-loop iteration) and its per-call sets and
 callbacks. With the send's own waiter (:func:`.sending._send`) it took ~30 us off each request in
-the overhead benchmark (``make bench``, scenario 7), and three of the twelve loop iterations.
+the overhead benchmark (``make bench``, scenario 7), and two to three of its twelve loop iterations.
 
 >>> import asyncio
 >>> async def events(text, delay):
