@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from openrouter_voice.router import AllModelsFailedError, HealthTracker
 from openrouter_voice.router.latency import LatencyRing
@@ -65,6 +68,29 @@ def test_latency_ring_keeps_the_most_recent_samples_and_ignores_garbage():
     assert ring.quantile(0.5) == 3.0
     assert LatencyRing(size=8).quantile(0.95) is None
     assert ring.quantile(0.95, min_samples=5) is None
+
+
+_SECONDS = st.floats(min_value=0.0, max_value=5.0) | st.sampled_from([float("nan"), -1.0, float("inf")])
+
+
+@given(size=st.integers(1, 20), batches=st.lists(st.lists(_SECONDS, max_size=40), max_size=8),
+       q=st.floats(0.0, 1.0), replaced=st.none() | st.lists(_SECONDS, max_size=30))
+def test_latency_ring_quantiles_are_those_of_the_samples_it_holds(size, batches, q, replaced):
+    # The ring keeps its samples sorted as they come (one by one, a reply at once, or the fleet's
+    # replacement): any quantile read is the nearest-rank quantile of exactly the samples it holds.
+    ring = LatencyRing(size=size)
+    for i, batch in enumerate(batches):
+        if i % 2:
+            ring.extend(batch)
+        else:
+            for value in batch:
+                ring.add(value)
+        if replaced is not None and i == 1:
+            ring.replace(replaced)
+    held = sorted(ring.samples())
+    assert len(held) <= size
+    expected = held[min(len(held) - 1, max(0, math.ceil(q * len(held)) - 1))] if held else None
+    assert ring.quantile(q) == expected
 
 
 async def test_when_every_model_was_told_to_wait_briefly_the_turn_waits_instead_of_failing(upstream, make_router):

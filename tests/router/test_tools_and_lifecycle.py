@@ -119,6 +119,27 @@ async def test_task_cancellation_mid_first_token_wait_leaks_nothing(upstream, ma
     await until(lambda: not leftover(), "the router's tasks to end")
 
 
+@pytest.mark.parametrize("hedging", [False, True], ids=["read in the turn's task", "read in a race task"])
+async def test_cancelling_a_turn_before_its_first_token_closes_the_upstream_stream(upstream, make_router, hedging):
+    # A primary that can be hedged reads its first event in a race task; one that cannot, in the turn's
+    # own task. Either way, cancelling the turn while the upstream holds the first token closes the stream
+    # at once (nothing keeps generating) and records the attempt as cancelled, not failed.
+    upstream.script("a/slow", Script(text="Late.", ttft=30))
+    upstream.script("b/backup", Script(text="Backup."))
+    models = ["a/slow", "b/backup"] if hedging else ["a/slow"]
+    router = make_router(models, hedge_after=20 if hedging else None, first_token_timeout=25,
+                         final_first_token_timeout=25)
+    stream = router.stream(USER)
+    task = asyncio.create_task(anext(stream))
+    await until(lambda: upstream.open_streams == 1, "the request to be in flight")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await upstream.wait_until_idle()
+    assert [a.outcome for a in stream.attempts] == [Outcome.CANCELLED]
+    assert router.health.is_available("a/slow")
+
+
 async def test_connections_are_pooled_and_reused(upstream, make_router):
     router = make_router(["a/model"])
     for _ in range(5):

@@ -54,11 +54,10 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
                          sentence: FirstSentenceWatch | None = None) -> AsyncGenerator[str | AttemptDone, None]:
     """Send one streaming chat request; yield text deltas, then one :class:`AttemptDone`.
 
-    Raises :class:`AttemptFailed` on HTTP errors, in-stream error events, deadlines, a reply too
-    slow for speech (``deadlines.dribble_words_per_second``, or, when ``sentence`` watches a spoken
-    reply, no first speakable sentence by its deadline), broken or truncated streams and invalid tool
-    calls. Closing the generator closes the HTTP stream. ``gaps`` receives the seconds between content
-    chunks (the caller keeps them only if the attempt ends healthily).
+    Raises :class:`AttemptFailed` on HTTP errors, in-stream error events, deadlines, a reply too slow for
+    speech (``deadlines.dribble_words_per_second``, or no first speakable sentence by the deadline of a
+    ``sentence`` watch), broken or truncated streams and invalid tool calls. Closing the generator closes
+    the HTTP stream. ``gaps`` gets the seconds between content chunks (kept only if the attempt ends well).
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -66,10 +65,7 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     deadline = min(started + deadlines.first_token, hard_stop)
     ttft: float | None = None
     last_content = 0.0
-    dribble = (DribbleWatch(deadlines.dribble_words_per_second, deadlines.dribble_window)
-               if deadlines.dribble_words_per_second > 0 else None)
-    parser = ChunkParser(target.model, max_text_chars=deadlines.max_text_chars,
-                         max_tool_args_chars=deadlines.max_tool_args_chars)
+    parser, dribble = _readers(target, deadlines)
 
     def fail(outcome: Outcome, info: ErrorInfo) -> AttemptFailed:
         return AttemptFailed(outcome, info, ttft=ttft, usage=parser.usage, served_model=parser.served_model)
@@ -77,8 +73,7 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     response = await open_stream(client, target, body, headers, deadline=deadline, hard_stop=hard_stop,
                                  first_token=deadlines.first_token)
     # Per chunk this loop is the router's overhead over bare httpx: locals, no allocation it can avoid.
-    events = event_data(response)
-    watchdog = ReadDeadline(loop)
+    events, watchdog = event_data(response), ReadDeadline(loop)
     read, feed = watchdog.read, parser.feed
     budget = watchdog.allowance = deadlines.first_token  # what a read gets again after our own pause
     looked = 0.0  # when the current read began (kept only while the first sentence has a deadline)
@@ -86,13 +81,8 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
         while True:
             speak_by = None
             if sentence is not None:
-                speak_by = sentence.deadline() if parser.finish_reason is None else None
-                if speak_by is None:
-                    watchdog.allowance = budget
-                else:  # only until the first sentence ends: no clock read per chunk after it
-                    looked = loop.time()
-                    speak_by = _speak_by(sentence, speak_by, looked, last_content)
-                    watchdog.allowance = min(deadline, speak_by) - looked
+                speak_by, looked = _sentence_read(sentence, parser.finish_reason is None, watchdog, budget, deadline,
+                                                  last_content, looked)
             try:
                 data = await read(anext(events), deadline if speak_by is None else min(deadline, speak_by))
             except StopAsyncIteration:
@@ -121,9 +111,7 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
                     gaps.append(now - last_content)
                 last_content = now
                 if dribble is not None or sentence is not None:
-                    # held up while reading: the time since the read began is ours, not the model's
-                    held = 0.0 if speak_by is None or watchdog.late_at < looked else watchdog.late_at - looked
-                    dribbled = _too_slow(dribble, sentence, now, parsed.text, held)
+                    dribbled = _too_slow(dribble, sentence, now, parsed.text, _held(speak_by, watchdog.late_at, looked))
             if parsed.text:
                 yield parsed.text
             if parsed.error is not None:  # reported with the text just spoken: the next model continues
@@ -140,6 +128,28 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     except ChunkError as exc:
         raise fail(exc.outcome, exc.info) from None
     yield done
+
+
+def _readers(target: Target, deadlines: Deadlines) -> tuple[ChunkParser, DribbleWatch | None]:
+    """The attempt's chunk parser, and its pace check when one is asked for."""
+    dribble = (DribbleWatch(deadlines.dribble_words_per_second, deadlines.dribble_window)
+               if deadlines.dribble_words_per_second > 0 else None)
+    return ChunkParser(target.model, max_text_chars=deadlines.max_text_chars,
+                       max_tool_args_chars=deadlines.max_tool_args_chars), dribble
+
+
+def _sentence_read(sentence: FirstSentenceWatch, unfinished: bool, watchdog: ReadDeadline, budget: float,
+                   deadline: float, last_content: float, looked: float) -> tuple[float | None, float]:
+    """A spoken reply's next read: the first sentence's deadline while it has one (None after it, or once the
+    reply is finished), and when this read began; the watchdog gets the matching budget."""
+    speak_by = sentence.deadline() if unfinished else None
+    if speak_by is None:
+        watchdog.allowance = budget
+        return None, looked
+    looked = asyncio.get_running_loop().time()  # only until the first sentence ends: no clock read per chunk after it
+    speak_by = _speak_by(sentence, speak_by, looked, last_content)
+    watchdog.allowance = min(deadline, speak_by) - looked
+    return speak_by, looked
 
 
 def _finish(parser: ChunkParser, ttft: float | None, sentence: FirstSentenceWatch | None) -> AttemptDone:
@@ -166,6 +176,11 @@ def _missed(sentence: FirstSentenceWatch | None, speak_by: float | None, deadlin
     if sentence is not None and speak_by is not None and speak_by < deadline:
         return Outcome.STALL, failure(sentence.describe())
     return _timed_out(before_first_token, past_hard_stop, deadlines)
+
+
+def _held(speak_by: float | None, late_at: float, looked: float) -> float:
+    """Seconds the router was held up during a read watched for the first sentence (ours, not the model's)."""
+    return 0.0 if speak_by is None or late_at < looked else late_at - looked
 
 
 def _too_slow(dribble: DribbleWatch | None, sentence: FirstSentenceWatch | None, now: float, text: str,

@@ -338,8 +338,9 @@ class FallbackRouter:
                    sink: RouterStream, spoken: bool = False) -> AsyncGenerator[StreamChunk, None]:
         plan = self._plan(needs_tools=bool(body.get("tools")))
         attempts.extend(left_out(self._models, plan, self.health))
-        logger.debug("turn plan: %s%s", [t.label for t in plan] or "nothing to try",
-                     f" (left out: {[a.model for a in attempts]})" if attempts else "")
+        if logger.isEnabledFor(logging.DEBUG):  # its arguments are built before logging could drop them
+            logger.debug("turn plan: %s%s", [t.label for t in plan] or "nothing to try",
+                         f" (left out: {[a.model for a in attempts]})" if attempts else "")
         runner = TurnRunner(self._policy(spoken=spoken), Turn(messages, body, attempts), plan)
 
         def keep(result: Completion) -> None:

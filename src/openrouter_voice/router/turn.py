@@ -37,6 +37,7 @@ from .errors import (
 from .first_sentence import FirstSentenceWatch
 from .plan import order, soonest_retry
 from .policy import TurnPolicy
+from .race import FirstEventRace
 from .request import request_body
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, Usage
 
@@ -266,21 +267,21 @@ class TurnRunner:
 
         Returns the winner and its first event, or None when every racer failed (failures recorded).
         """
-        hedge_after = live.hedge_after
-        racers: dict[asyncio.Task[str | AttemptDone], _Live] = {asyncio.ensure_future(anext(live.events)): live}
-        hedged = hedge_after is None
+        if live.hedge_after is None:  # nothing can race it: no task (the benchmark showed each one costly)
+            return await self._only_first_event(live)
+        race = FirstEventRace(asyncio.get_running_loop())
+        racers: dict[asyncio.Task[str | AttemptDone], _Live] = {race.start(live.events): live}
+        hedge_at: float | None = live.sent_at + live.hedge_after
         hedges = 0
         try:
             while racers:
-                timeout = None
-                if not hedged and hedge_after is not None:
-                    timeout = max(0.0, live.sent_at + hedge_after - asyncio.get_running_loop().time())
-                done, _ = await asyncio.wait(racers, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await race.wait(racers, hedge_at)
+                done = [task for task in racers if task.done()]
                 if not done:
-                    hedged = True
+                    hedge_at = None
                     hedge = self._hedge(live)
                     if hedge is not None:
-                        racers[asyncio.ensure_future(anext(hedge.events))] = hedge
+                        racers[race.start(hedge.events)] = hedge
                         hedges += 1
                         self.policy.hedges.hedging += 1
                     continue
@@ -291,18 +292,35 @@ class TurnRunner:
                         self.health.spoke(racer.target.label, sent=racer.sent)
                         await self._cancel(racers, lost_to=racer)
                         return racer, task.result()
-                    if isinstance(error, AttemptFailed):
-                        self._record_failure(racer, error)
-                    elif isinstance(error, StopAsyncIteration):
-                        self._record_failure(racer, AttemptFailed(Outcome.BAD_RESPONSE, _ENDED_EARLY))
-                    else:
-                        raise error
+                    self._failed_first(racer, error)
             return None
         except BaseException:
             await self._cancel(racers, lost_to=None)
             raise
         finally:
             self.policy.hedges.hedging -= hedges
+
+    async def _only_first_event(self, live: _Live) -> tuple[_Live, str | AttemptDone] | None:
+        """:meth:`_first_event` of an attempt nothing can race, read in the turn's own task."""
+        try:
+            first = await anext(live.events)
+        except Exception as error:  # told apart as the race tells its racers' errors apart
+            self._failed_first(live, error)
+            return None
+        except BaseException:  # cancelled: as a racer is
+            await self._close_cancelled(live)
+            raise
+        self.health.spoke(live.target.label, sent=live.sent)
+        return live, first
+
+    def _failed_first(self, live: _Live, error: BaseException) -> None:
+        """Record an attempt that ended before its first event (any other error is raised)."""
+        if isinstance(error, AttemptFailed):
+            self._record_failure(live, error)
+        elif isinstance(error, StopAsyncIteration):
+            self._record_failure(live, AttemptFailed(Outcome.BAD_RESPONSE, _ENDED_EARLY))
+        else:
+            raise error
 
     def _hedge(self, slow: _Live) -> _Live | None:
         """Launch the next viable model beside ``slow``, if the hedge budget allows."""
@@ -328,27 +346,34 @@ class TurnRunner:
                 task.cancel()
             await asyncio.gather(*racers, return_exceptions=True)
         for task, live in racers.items():
+            if lost_to is None:
+                await self._close_cancelled(live)
+                continue
             live.attempt.outcome = Outcome.CANCELLED
             live.attempt.latency = loop.time() - live.sent_at
-            if lost_to is None:
-                await live.events.aclose()
-                self.health.end_trial(live.target.label)
-            else:
-                hedged_past = live.sent_at < lost_to.sent_at
-                what = "no first token" if hedged_past else "slower"
-                live.attempt.error = f"{what} after {live.attempt.latency:.2f}s; hedged request won"
-                if hedged_past and live.hedge_after is not None:
-                    # At least p95-slow right now, and something else answers: the fleet tries it after the
-                    # others until the watch judges it (or its first-token deadline from now, at the latest),
-                    # or a request sent once it was known slow speaks (sent earlier, one may have reached
-                    # the upstream before a hang began and prove nothing).
-                    self.health.suspect(live.target.label, reason=live.attempt.error,
-                                        since=live.sent + live.hedge_after,
-                                        until=self.health.now() + self.policy.limits.first_token)
-                self.policy.stragglers.watch(live.target, task, live.events, live.sent_at,
-                                             limit=self.policy.limits.first_token, apply=self._apply)
+            hedged_past = live.sent_at < lost_to.sent_at
+            what = "no first token" if hedged_past else "slower"
+            live.attempt.error = f"{what} after {live.attempt.latency:.2f}s; hedged request won"
+            if hedged_past and live.hedge_after is not None:
+                # At least p95-slow right now, and something else answers: the fleet tries it after the
+                # others until the watch judges it (or its first-token deadline from now, at the latest),
+                # or a request sent once it was known slow speaks (sent earlier, one may have reached
+                # the upstream before a hang began and prove nothing).
+                self.health.suspect(live.target.label, reason=live.attempt.error,
+                                    since=live.sent + live.hedge_after,
+                                    until=self.health.now() + self.policy.limits.first_token)
+            self.policy.stragglers.watch(live.target, task, live.events, live.sent_at,
+                                         limit=self.policy.limits.first_token, apply=self._apply)
             _log_attempt(live.attempt, live.index)
         racers.clear()
+
+    async def _close_cancelled(self, live: _Live) -> None:
+        """Close an attempt the turn's cancellation took out before its first event."""
+        live.attempt.outcome = Outcome.CANCELLED
+        live.attempt.latency = asyncio.get_running_loop().time() - live.sent_at
+        await live.events.aclose()
+        self.health.end_trial(live.target.label)
+        _log_attempt(live.attempt, live.index)
 
     # -- recording outcomes ------------------------------------------------------------------
 
@@ -398,8 +423,11 @@ class TurnRunner:
 
     def _note_passed_over(self, served: Target) -> None:
         """Record chain models ahead of ``served`` that this turn never tried (cooling down)."""
+        chain = self.policy.chain
+        if chain and chain[0] == served:  # the usual turn: nothing was ahead of it
+            return
         tried = {a.target for a in self.turn.attempts}
-        for target in self.policy.chain:
+        for target in chain:
             if target == served:
                 break
             if target not in tried and self.health.is_available(target.label):  # ordered later for this turn
