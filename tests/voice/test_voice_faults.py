@@ -36,7 +36,8 @@ async def test_deepgram_refusing_from_the_start_leaves_the_caller_heard(call, up
     upstream.script("a/model", Script(text=ANSWER))
     voice = await call(["a/model"], deepgram=deepgram)
     turn = await voice.say(await speech(QUESTION))  # answered in that turn: the question is replayed
-    assert "can you hear me" in turn.heard  # by the local STT
+    # by the local STT, the whole question (PocketSphinx may mishear a word of it, as below)
+    assert fuzz.partial_ratio("can you hear me", turn.heard) >= 80, turn.heard
     assert turn.answer == ANSWER and turn.audio.loud_seconds() > 0.5
     assert deepgram.handshakes >= 1 and deepgram.auth[0] == "Token dg-test-key"
     assert not voice.closed
