@@ -183,3 +183,18 @@ async def test_a_process_started_during_a_suspicion_reads_it_from_redis(make_sto
     assert c.tracker.is_suspect("m") and c.tracker.suspect_reason("m") == "no first token after 0.70s"
     assert 0 < c.tracker.suspect_remaining("m") <= 5.0
     assert not c.tracker.is_suspect("gone")  # a cleared mark is not read back
+
+
+async def test_a_malformed_suspect_mark_does_not_hide_the_models_circuit(make_store, redis_server, prefix):
+    a = make_store()
+    await synced(a)
+    a.tracker.record_failure("m", reason="429 rate limited", retry_after=30)
+    assert await a.flush(LIMIT)
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.set(f"{prefix}:suspect:m", b'{"kind": "suspect", "model": "m", "until": -1}')
+    finally:
+        await client.aclose()
+    c = make_store()  # reads both keys at its start: the circuit is taken, the garbage mark is not
+    await synced(c)
+    assert c.tracker.told_to_wait("m") and not c.tracker.is_suspect("m")

@@ -422,6 +422,9 @@ class RedisHealthStore:
                 continue
             try:
                 suspects.apply_stored(self.tracker, model, mark, now=time.time())
+            except MessageError as exc:  # apart: a garbage mark must not hide the model's circuit
+                self._warn_once("garbage-key", "fleet health: ignored a malformed suspect mark of %s: %s", model, exc)
+            try:
                 state = parse_fields(fields)
             except MessageError as exc:
                 self._warn_once("garbage-key", "fleet health: ignored a malformed state of %s: %s", model, exc)

@@ -24,7 +24,7 @@ from ..router.deadlines import hedge_delay, ttft_percentiles
 from ..router.health import CircuitState, HealthTracker
 from .messages import MessageError, parse_fields
 from .store import RedisHealthStore
-from .suspects import apply, parse_suspect
+from .suspects import apply_stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +96,7 @@ async def read_fleet(url: str, prefix: str, chain: list[str], *, hedge_after: fl
         try:
             tracker.apply_shared(model, parse_fields(fields))
             cost = _float(fields.get(b"cost")) if isinstance(fields, dict) else None
-            if (found := parse_suspect(mark, now=time.time())) is not None:
-                apply(tracker, (model, *found[1:]))  # under the key's own model id
+            apply_stored(tracker, model, mark, now=time.time())
         except MessageError:
             pass  # unreadable state: shown as closed, as the routers would treat it
         tracker.latency(model).ttft.replace(_floats(ttft))
