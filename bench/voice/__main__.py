@@ -53,7 +53,7 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
 async def speech(args: argparse.Namespace) -> tuple[Utterance, list[tuple[Utterance, Utterance]]]:
     from openrouter_voice.speech.local_tts import LocalTTS
 
-    tts = LocalTTS()
+    tts = LocalTTS(deterministic=True)  # the same caller audio every run, so runs compare
     question = Utterance(await cutoff.spoken(tts, QUESTION), (QUESTION,))
     pairs = []
     count = 0 if args.only or args.part == "main" else args.cutoff

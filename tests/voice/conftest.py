@@ -36,7 +36,9 @@ def shared(name: str, make: Callable[[], Any]) -> Any:
 
 
 def local_tts() -> LocalTTS:
-    return shared("tts", LocalTTS)  # type: ignore[no-any-return]
+    # without Piper's sampled noise: the caller's question (and the agent's local voice) sounds the same
+    # every run, so what the recogniser hears and where the VAD cuts it are the same every run
+    return shared("tts", lambda: LocalTTS(deterministic=True))  # type: ignore[no-any-return]
 
 
 def local_stt() -> LocalSTT:

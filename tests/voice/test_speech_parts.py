@@ -32,6 +32,18 @@ async def test_the_local_stt_understands_the_local_voice():
 
 
 @pytest.mark.no_session
+async def test_the_deterministic_local_voice_says_a_text_the_same_way_every_time():
+    from openrouter_voice.speech.local_tts import LocalTTS
+
+    text = "Hello, can you hear me?"
+    lively = LocalTTS()  # Piper's own sampling: each take differs, which is what made tests flaky
+    takes = [await lively.pcm(text) for _ in range(3)]
+    assert not all(np.array_equal(takes[0], take) for take in takes[1:])
+    steady = [await local_tts().pcm(text) for _ in range(3)]
+    assert len(steady[0]) > 0 and all(np.array_equal(steady[0], take) for take in steady[1:])
+
+
+@pytest.mark.no_session
 async def test_the_local_voice_says_nothing_for_text_without_words():
     assert len(await local_tts().pcm(" ... ")) == 0
 

