@@ -57,6 +57,8 @@ class ScriptedUpstream:
         self.key_info: dict[str, Any] = {"label": "test", "limit": None, "limit_remaining": None,
                                          "usage": 0.0, "is_free_tier": False}
         self.requests: list[RecordedRequest] = []
+        # False: keep no request (a long soak's bodies, each the conversation so far, grow as turns squared)
+        self.record_requests = True
         self.catalog_requests = 0
         # /api/v1/models/{author}/{slug}/endpoints: model id -> its providers' figures (e.g. uptime_last_5m)
         self.endpoint_stats: dict[str, list[dict[str, Any]]] = {}
@@ -231,7 +233,8 @@ class ScriptedUpstream:
         if not isinstance(body, dict):
             return web.json_response({"error": {"code": 400, "message": "Body must be an object"}}, status=400)
         model = str(body.get("model", ""))
-        self.requests.append(RecordedRequest(model, body, dict(request.headers), request.path))
+        if self.record_requests:
+            self.requests.append(RecordedRequest(model, body, dict(request.headers), request.path))
         if not self._authorized(request):
             return web.json_response({"error": {"code": 401, "message": "User not found."}}, status=401)
         script = self._pick(model, body)
