@@ -21,7 +21,7 @@ from .continuation import RepeatGuard
 from .errors import Action, ErrorInfo
 from .first_sentence import FirstSentenceWatch
 from .policy import TurnPolicy
-from .race import FirstEventRace
+from .race import FirstEventRace, stop
 from .types import Attempt, Outcome, Target
 
 logger = logging.getLogger("openrouter_voice.router")
@@ -123,9 +123,10 @@ async def _cancel(racers: dict[asyncio.Task[str | AttemptDone], Live], policy: T
     background until their first token or first-token deadline (:mod:`.stragglers`); when the
     turn itself is cancelled, they are closed at once."""
     if lost_to is None:
-        for task in racers:
-            task.cancel()
-        await asyncio.gather(*racers, return_exceptions=True)
+        if racers:
+            for task in racers:
+                stop(task)
+            await asyncio.wait(racers)  # unlike gather, a cancelled wait cancels no racer a second time
         for live in racers.values():
             await _close_cancelled(live, policy)
         racers.clear()
