@@ -82,7 +82,7 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
             speak_by = None
             if sentence is not None:
                 speak_by, looked = _sentence_read(sentence, parser.finish_reason is None, watchdog, budget, deadline,
-                                                  last_content, looked)
+                                                  last_content, looked, loop)
             try:
                 data = await read(anext(events), deadline if speak_by is None else min(deadline, speak_by))
             except StopAsyncIteration:
@@ -139,14 +139,15 @@ def _readers(target: Target, deadlines: Deadlines) -> tuple[ChunkParser, Dribble
 
 
 def _sentence_read(sentence: FirstSentenceWatch, unfinished: bool, watchdog: ReadDeadline, budget: float,
-                   deadline: float, last_content: float, looked: float) -> tuple[float | None, float]:
+                   deadline: float, last_content: float, looked: float,
+                   loop: asyncio.AbstractEventLoop) -> tuple[float | None, float]:
     """A spoken reply's next read: the first sentence's deadline while it has one (None after it, or once the
     reply is finished), and when this read began; the watchdog gets the matching budget."""
     speak_by = sentence.deadline() if unfinished else None
     if speak_by is None:
         watchdog.allowance = budget
         return None, looked
-    looked = asyncio.get_running_loop().time()  # only until the first sentence ends: no clock read per chunk after it
+    looked = loop.time()  # only until the first sentence ends: no clock read per chunk after it
     speak_by = _speak_by(sentence, speak_by, looked, last_content)
     watchdog.allowance = min(deadline, speak_by) - looked
     return speak_by, looked

@@ -76,12 +76,13 @@ async def first_event(live: Live, policy: TurnPolicy, *, hedge: Callable[[Live],
                     hedges += 1
                     policy.hedges.hedging += 1
                 continue
-            for task in sorted(done, key=lambda t: racers[t].index):
+            for task in sorted(done, key=lambda t: racers[t].index) if len(done) > 1 else done:
                 racer = racers.pop(task)
                 error = task.exception()
                 if error is None:
                     policy.health.spoke(racer.target.label, sent=racer.sent)
-                    await _cancel(racers, policy, apply, lost_to=racer)
+                    if racers:
+                        await _cancel(racers, policy, apply, lost_to=racer)
                     return racer, task.result()
                 _failed_first(racer, error, failed)
         return None

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 
 from .attempt import Deadlines
-from .deadlines import first_sentence_bound, stall_deadline
+from .deadlines import Choice, first_sentence_bound, stall_deadline
 from .defaults import FIRST_SENTENCE_WORDS_PER_SECOND, RETRY_AFTER_WAIT
 from .errors import ConfigurationError
 from .first_sentence import FirstSentenceWatch
@@ -44,15 +44,15 @@ class Limits:
     first_sentence: float = 0.0  # spoken turns: cold bound from first token to first sentence end (0: off)
     first_sentence_words_per_second: float = FIRST_SENTENCE_WORDS_PER_SECOND
 
-    def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, str]:
+    def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, Choice]:
         """One attempt's deadlines and why the stall deadline has its value. The stall follows the
         model's own rhythm (:func:`.deadlines.stall_deadline`). The last model a turn can try may take
         longer to start, pause longer and dribble: cutting it off could only end in silence."""
         if last:
-            first, stall, why = self.final_first_token, max(self.stall, self.final_first_token), "last model"
+            first, why = self.final_first_token, Choice(max(self.stall, self.final_first_token), "last model")
         else:
-            chosen = stall_deadline(latency, self.stall)
-            first, stall, why = self.first_token, chosen.seconds, chosen.why
+            first, why = self.first_token, stall_deadline(latency, self.stall)
+        stall = why.seconds
         return Deadlines(first_token=first, stall=stall, total=self.total, max_text_chars=self.max_reply_chars,
                          max_tool_args_chars=self.max_tool_args_chars,
                          dribble_words_per_second=0.0 if last else self.dribble_words_per_second,

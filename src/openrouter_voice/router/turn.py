@@ -234,7 +234,7 @@ class TurnRunner:
                          target.label, target.base_url,
                          len(body["messages"]), len(body.get("tools") or ()), len(json.dumps(body)),
                          f", continuing after {len(partial)} chars" if partial else "", deadlines.first_token,
-                         f"{hedge.seconds:.2f}s ({hedge.why})" if hedge else "never", deadlines.stall, stall_why,
+                         f"{hedge.seconds:.2f}s ({hedge.why})" if hedge else "never", deadlines.stall, stall_why.why,
                          f"{sentence.bound:.2f}s of the first token ({sentence_why})" if sentence and sentence.bound
                          else f"unchecked ({sentence_why})", self.health.state(target.label).value)
         gaps: list[float] = []
