@@ -70,10 +70,10 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     def fail(outcome: Outcome, info: ErrorInfo) -> AttemptFailed:
         return AttemptFailed(outcome, info, ttft=ttft, usage=parser.usage, served_model=parser.served_model)
 
-    response = await open_stream(client, target, body, headers, deadline=deadline, hard_stop=hard_stop,
-                                 first_token=deadlines.first_token)
+    watchdog = ReadDeadline(loop)
+    response = await _open(client, target, body, headers, deadline, hard_stop, deadlines.first_token, watchdog)
     # Per chunk this loop is the router's overhead over bare httpx: locals, no allocation it can avoid.
-    events, watchdog = event_data(response), ReadDeadline(loop)
+    events = event_data(response)
     read, feed = watchdog.read, parser.feed
     budget = watchdog.allowance = deadlines.first_token  # what a read gets again after our own pause
     looked = 0.0  # when the current read began (kept only while the first sentence has a deadline)
@@ -128,6 +128,18 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     except ChunkError as exc:
         raise fail(exc.outcome, exc.info) from None
     yield done
+
+
+async def _open(client: httpx2.AsyncClient, target: Target, body: dict[str, Any], headers: dict[str, str],
+                deadline: float, hard_stop: float, first_token: float, watchdog: ReadDeadline) -> httpx2.Response:
+    """:func:`.sending.open_stream`, its wait for the headers kept by the attempt's ``watchdog`` (closed if no
+    stream opens): one timer serves the send and the reads."""
+    try:
+        return await open_stream(client, target, body, headers, deadline=deadline, hard_stop=hard_stop,
+                                 first_token=first_token, watchdog=watchdog)
+    except BaseException:
+        watchdog.close()
+        raise
 
 
 def _readers(target: Target, deadlines: Deadlines) -> tuple[ChunkParser, DribbleWatch | None]:
