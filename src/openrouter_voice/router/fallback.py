@@ -23,7 +23,6 @@ chain (that would try the same broken model twice per turn), which raises :class
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
@@ -350,11 +349,15 @@ class FallbackRouter:
         watches = start_watches(self.observers, self._models) if self.observers else ()
         error: BaseException | None = None
         self._hedges.in_flight += 1
+        chunks = runner.run(on_result=keep)
         try:
-            # aclosing: a consumer that stops early must close the attempt's HTTP stream now, not at GC.
-            async with contextlib.aclosing(runner.run(on_result=keep)) as chunks:
+            # Closed here (contextlib.aclosing's work, without its object and two coroutines per turn): a
+            # consumer that stops early must close the attempt's HTTP stream now, not at GC.
+            try:
                 async for chunk in chunks:
                     yield chunk
+            finally:
+                await chunks.aclose()
         except BaseException as exc:
             error = exc
             raise

@@ -12,7 +12,6 @@ from the router, as plain values and callables), so this module never imports th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -111,10 +110,13 @@ class TurnRunner:
             if raced is None:
                 continue
             live, first = raced
+            chunks = self._serve(live, first, on_result)
             try:
-                async with contextlib.aclosing(self._serve(live, first, on_result)) as chunks:
+                try:  # contextlib.aclosing's work, without its object and two coroutines per turn
                     async for chunk in chunks:
                         yield chunk
+                finally:
+                    await chunks.aclose()
                 return
             except AttemptFailed as failure:
                 self._record_failure(live, failure)
