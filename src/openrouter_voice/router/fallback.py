@@ -41,7 +41,7 @@ from .health import HealthTracker
 from .plan import left_out, order, tools_first
 from .policy import HedgeBudget, Limits, TurnPolicy, check_limits
 from .ranking import UptimeRanking
-from .request import check_body, encodable, header_safe, headers_for
+from .request import header_safe, headers_for, sendable
 from .stragglers import Stragglers
 from .stream import RouterStream
 from .turn import Turn, TurnRunner
@@ -306,10 +306,9 @@ class FallbackRouter:
                 body["tool_choice"] = tool_choice
             if parallel_tool_calls is not None:
                 body["parallel_tool_calls"] = parallel_tool_calls
-        sendable = encodable(list(messages))
-        check_body(body, sendable)  # unsendable (NaN, objects): BadRequestError before any request
+        ready = sendable(list(messages), body)  # unsendable (NaN, objects): BadRequestError before any request
         stream = RouterStream(attempts)
-        stream._generator = self._run(sendable, body, attempts, sink=stream, spoken=spoken)
+        stream._generator = self._run(ready, body, attempts, sink=stream, spoken=spoken)
         return stream
 
     async def complete(
