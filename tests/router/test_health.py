@@ -49,6 +49,18 @@ async def test_a_request_sent_after_the_verdict_closes_the_circuit():
     assert health.is_available("m") and health.state("m").value == "closed"
 
 
+def test_a_model_failing_for_ever_keeps_the_longest_cooldown():
+    # 1,025 failures in a row (a model down for days, or a fleet's shared count) once overflowed the
+    # exponential backoff (OverflowError): the turn that recorded the failure died instead of falling back.
+    now = [1000.0]
+    health = HealthTracker(base_cooldown=0.5, max_cooldown=30.0, clock=lambda: now[0])
+    for _ in range(1100):
+        cooldown = health.record_failure("m", reason="503")
+        now[0] += cooldown
+    assert cooldown == 30
+    assert health.cooldown_remaining("m") == 0 and health.state("m").value == "half_open"
+
+
 async def test_healthy_replies_feed_the_models_first_token_latency(upstream, make_router):
     upstream.script("a/x", Script(text="Hi there.", ttft=0.05))
     router = make_router(["a/x"])

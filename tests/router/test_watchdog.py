@@ -72,6 +72,23 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     watchdog.close()
 
 
+async def test_a_read_being_cancelled_from_elsewhere_is_not_cancelled_again_at_its_deadline() -> None:
+    """The deadline passes after another cancellation of the reading task was asked for, before the task
+    ran: that cancellation ends the read; a second one (which would interrupt the clean-up of a cancelled
+    send) is not added."""
+    loop = asyncio.get_running_loop()
+    watchdog = ReadDeadline(loop)
+    reading = asyncio.ensure_future(watchdog.read(loop.create_future(), loop.time() + 30.0))
+    await asyncio.sleep(0)  # let the read start (an ordering step, not a wait for time)
+    reading.cancel()
+    watchdog.when = loop.time()  # its deadline comes now, before the task runs again...
+    watchdog._fire()  # ...and its timer fires
+    assert reading.cancelling() == 1
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    watchdog.close()
+
+
 async def test_close_stops_the_timer() -> None:
     loop = asyncio.get_running_loop()
     watchdog = ReadDeadline(loop)

@@ -70,10 +70,10 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     def fail(outcome: Outcome, info: ErrorInfo) -> AttemptFailed:
         return AttemptFailed(outcome, info, ttft=ttft, usage=parser.usage, served_model=parser.served_model)
 
-    response = await open_stream(client, target, body, headers, deadline=deadline, hard_stop=hard_stop,
-                                 first_token=deadlines.first_token)
+    watchdog = ReadDeadline(loop)
+    response = await _open(client, target, body, headers, deadline, hard_stop, deadlines.first_token, watchdog)
     # Per chunk this loop is the router's overhead over bare httpx: locals, no allocation it can avoid.
-    events, watchdog = event_data(response), ReadDeadline(loop)
+    events = event_data(response)
     read, feed = watchdog.read, parser.feed
     budget = watchdog.allowance = deadlines.first_token  # what a read gets again after our own pause
     looked = 0.0  # when the current read began (kept only while the first sentence has a deadline)
@@ -82,7 +82,7 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
             speak_by = None
             if sentence is not None:
                 speak_by, looked = _sentence_read(sentence, parser.finish_reason is None, watchdog, budget, deadline,
-                                                  last_content, looked)
+                                                  last_content, looked, loop)
             try:
                 data = await read(anext(events), deadline if speak_by is None else min(deadline, speak_by))
             except StopAsyncIteration:
@@ -130,6 +130,18 @@ async def stream_attempt(client: httpx2.AsyncClient, target: Target, body: dict[
     yield done
 
 
+async def _open(client: httpx2.AsyncClient, target: Target, body: dict[str, Any], headers: dict[str, str],
+                deadline: float, hard_stop: float, first_token: float, watchdog: ReadDeadline) -> httpx2.Response:
+    """:func:`.sending.open_stream`, its wait for the headers kept by the attempt's ``watchdog`` (closed if no
+    stream opens): one timer serves the send and the reads."""
+    try:
+        return await open_stream(client, target, body, headers, deadline=deadline, hard_stop=hard_stop,
+                                 first_token=first_token, watchdog=watchdog)
+    except BaseException:
+        watchdog.close()
+        raise
+
+
 def _readers(target: Target, deadlines: Deadlines) -> tuple[ChunkParser, DribbleWatch | None]:
     """The attempt's chunk parser, and its pace check when one is asked for."""
     dribble = (DribbleWatch(deadlines.dribble_words_per_second, deadlines.dribble_window)
@@ -139,14 +151,15 @@ def _readers(target: Target, deadlines: Deadlines) -> tuple[ChunkParser, Dribble
 
 
 def _sentence_read(sentence: FirstSentenceWatch, unfinished: bool, watchdog: ReadDeadline, budget: float,
-                   deadline: float, last_content: float, looked: float) -> tuple[float | None, float]:
+                   deadline: float, last_content: float, looked: float,
+                   loop: asyncio.AbstractEventLoop) -> tuple[float | None, float]:
     """A spoken reply's next read: the first sentence's deadline while it has one (None after it, or once the
     reply is finished), and when this read began; the watchdog gets the matching budget."""
     speak_by = sentence.deadline() if unfinished else None
     if speak_by is None:
         watchdog.allowance = budget
         return None, looked
-    looked = asyncio.get_running_loop().time()  # only until the first sentence ends: no clock read per chunk after it
+    looked = loop.time()  # only until the first sentence ends: no clock read per chunk after it
     speak_by = _speak_by(sentence, speak_by, looked, last_content)
     watchdog.allowance = min(deadline, speak_by) - looked
     return speak_by, looked

@@ -260,7 +260,9 @@ class HealthTracker:
             # Honour Retry-After, but never shorter than it says, nor absurdly long.
             cooldown = min(max(retry_after, 0.0), self.exclude_cooldown)
         else:
-            cooldown = min(self.base_cooldown * 2 ** (health.failures - 1), self.max_cooldown)
+            # The exponent is capped: a model down for a long time (or a fleet's shared count) passes 1024
+            # failures in a row, and 2.0 ** 1024 overflows a float.
+            cooldown = min(self.base_cooldown * 2.0 ** min(health.failures - 1, 64), self.max_cooldown)
         now = self._clock()
         # Only this failure's own Retry-After counts: a later timeout is our estimate, not the upstream's
         # word; and a longer backoff already running stays our estimate: once the Retry-After has passed

@@ -11,13 +11,13 @@ with the HTTP client, the health tracker and the chain. The turn never imports t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 
 from .attempt import Deadlines
-from .deadlines import first_sentence_bound, stall_deadline
+from .deadlines import Choice, first_sentence_bound, stall_deadline
 from .defaults import FIRST_SENTENCE_WORDS_PER_SECOND, RETRY_AFTER_WAIT
 from .errors import ConfigurationError
 from .first_sentence import FirstSentenceWatch
@@ -43,20 +43,25 @@ class Limits:
     retry_after_wait: float = RETRY_AFTER_WAIT
     first_sentence: float = 0.0  # spoken turns: cold bound from first token to first sentence end (0: off)
     first_sentence_words_per_second: float = FIRST_SENTENCE_WORDS_PER_SECOND
+    _deadlines: dict[tuple[bool, float], Deadlines] = field(default_factory=dict, init=False, repr=False,
+                                                            compare=False)
 
-    def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, str]:
+    def deadlines(self, latency: ModelLatency, *, last: bool) -> tuple[Deadlines, Choice]:
         """One attempt's deadlines and why the stall deadline has its value. The stall follows the
         model's own rhythm (:func:`.deadlines.stall_deadline`). The last model a turn can try may take
         longer to start, pause longer and dribble: cutting it off could only end in silence."""
-        if last:
-            first, stall, why = self.final_first_token, max(self.stall, self.final_first_token), "last model"
-        else:
-            chosen = stall_deadline(latency, self.stall)
-            first, stall, why = self.first_token, chosen.seconds, chosen.why
-        return Deadlines(first_token=first, stall=stall, total=self.total, max_text_chars=self.max_reply_chars,
-                         max_tool_args_chars=self.max_tool_args_chars,
-                         dribble_words_per_second=0.0 if last else self.dribble_words_per_second,
-                         dribble_window=self.dribble_window), why
+        why = (Choice(max(self.stall, self.final_first_token), "last model") if last
+               else stall_deadline(latency, self.stall))
+        made = self._deadlines.get((last, why.seconds))  # the same few values turn after turn: kept, not built
+        if made is None:
+            if len(self._deadlines) >= 64:  # bounded, however the learnt stall deadline moves
+                self._deadlines.clear()
+            made = self._deadlines[last, why.seconds] = Deadlines(
+                first_token=self.final_first_token if last else self.first_token, stall=why.seconds,
+                total=self.total, max_text_chars=self.max_reply_chars, max_tool_args_chars=self.max_tool_args_chars,
+                dribble_words_per_second=0.0 if last else self.dribble_words_per_second,
+                dribble_window=self.dribble_window)
+        return made, why
 
     def sentence_watch(self, latency: ModelLatency, *, last: bool, said: str) -> tuple[FirstSentenceWatch | None, str]:
         """The first-sentence watch of one attempt of a spoken turn (None: not a spoken turn, or the reply

@@ -1,7 +1,9 @@
 """Racing attempts to their first event: :class:`FirstEventRace`.
 
 Each racer's first event is read in its own task (a hedge race's loser keeps it: it is watched
-until its first token, see :mod:`.stragglers`). :meth:`FirstEventRace.wait` returns as soon as one
+until its first token, see :mod:`.stragglers`). A racer is cancelled only through :func:`stop`,
+at most once, so it sends its request itself (:func:`racing`, :func:`.sending.open_stream`) rather
+than in a task of its own. :meth:`FirstEventRace.wait` returns as soon as one
 of them ends or the hedge delay passes. Hand-rolled instead of ``asyncio.wait``: a racer wakes the
 waiting turn from its own last step, and the hedge delay is one timer on the same future, which
 saves ``asyncio.wait``'s callback hop (one event-loop iteration) and its per-call sets and
@@ -19,19 +21,39 @@ the overhead benchmark (``make bench``, scenario 7), and two to three of its twe
 ...     await race.wait([slow], until=loop.time() + 0.01)  # the hedge delay passes first
 ...     fast = race.start(events("fast", 0.0))
 ...     await race.wait([slow, fast], until=None)
-...     slow.cancel()
-...     return fast.result(), slow.done()
+...     stop(slow)
+...     return fast.result(), slow.done(), racing()
 >>> asyncio.run(demo())
-('fast', False)
+('fast', False, False)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncGenerator, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+_RACER: contextvars.ContextVar[bool] = contextvars.ContextVar("racer", default=False)  # set in racer tasks only
+_stopping: set[asyncio.Future[Any]] = set()  # racers stopped and not yet ended
+
+
+def racing() -> bool:
+    """Whether the running task is a racer (:meth:`FirstEventRace.start`): cancelled at most once."""
+    return _RACER.get()
+
+
+def stop(racer: asyncio.Future[Any]) -> None:
+    """Cancel a racer, unless it has ended or is being cancelled already (by its own deadline, say):
+    a second cancellation would interrupt httpcore's clean-up of a cancelled send and leave the
+    upstream generating. Every canceller of a racer goes through here. The racer is held until it
+    ends, whoever stops waiting for it."""
+    if not racer.done() and not (isinstance(racer, asyncio.Task) and racer.cancelling()):
+        racer.cancel()
+        _stopping.add(racer)
+        racer.add_done_callback(_stopping.discard)
 
 
 class FirstEventRace:
@@ -48,6 +70,7 @@ class FirstEventRace:
         return self._loop.create_task(self._first(events))
 
     async def _first(self, events: AsyncGenerator[T, None]) -> T:
+        _RACER.set(True)  # in this task's own copy of the context
         try:
             return await anext(events)
         finally:

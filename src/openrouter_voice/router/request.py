@@ -123,6 +123,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def sendable(messages: list[Message], body: dict[str, Any]) -> list[Message]:
+    """:func:`encodable` ``messages``, checked by :func:`check_body` with ``body``. One encoding in C answers
+    both for the usual turn (nothing to mend, all sendable): the walk :func:`encodable` does in Python
+    took ~2 us of every request in the overhead benchmark (scenario 7).
+
+    >>> sendable([{"role": "user", "content": "caf\\udce9"}], {"temperature": 0.2})
+    [{'role': 'user', 'content': 'caf\\ufffd'}]
+    """
+    try:
+        json.dumps({**body, "messages": messages}, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):  # a lone surrogate (UnicodeEncodeError) or worse
+        messages = encodable(messages)
+        check_body(body, messages)
+    return messages
+
+
 def check_body(body: dict[str, Any], messages: list[Message]) -> None:
     """:class:`BadRequestError` at once if the turn's messages, extra fields or tools cannot be sent as
     JSON (NaN, infinity, objects JSON does not know): every model would be sent the same unsendable request."""

@@ -27,6 +27,7 @@ from .attempt import AttemptFailed
 from .chunks import AttemptDone
 from .errors import Action, ErrorInfo
 from .health import HealthTracker
+from .race import stop
 from .types import Target
 
 logger = logging.getLogger("openrouter_voice.router")
@@ -83,8 +84,7 @@ class Stragglers:
             await self._release(label, first, events)
 
     async def _release(self, label: str, first: asyncio.Future[Any], events: AsyncGenerator[Any, None]) -> None:
-        if not first.done():
-            first.cancel()
+        stop(first)
         with contextlib.suppress(BaseException):
             await first
         self.health.end_trial(label)

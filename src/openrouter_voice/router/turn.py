@@ -1,5 +1,5 @@
-"""One request's work across the chain: launching attempts, the hedge race, recording each failure,
-cancelling losers, continuing a broken reply, and choosing the final error.
+"""One request's work across the chain: launching attempts (raced to their first event by
+:mod:`.first_event`), recording each failure, continuing a broken reply, and choosing the final error.
 
 The router hands a turn its plan (models in order) and a :class:`TurnPolicy` (what the turn needs
 from the router, as plain values and callables), so this module never imports the router.
@@ -12,7 +12,6 @@ from the router, as plain values and callables), so this module never imports th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -34,10 +33,9 @@ from .errors import (
     InsufficientCreditsError,
     RouterError,
 )
-from .first_sentence import FirstSentenceWatch
+from .first_event import ENDED_EARLY, Live, first_event, log_attempt
 from .plan import order, soonest_retry
 from .policy import TurnPolicy
-from .race import FirstEventRace
 from .request import request_body
 from .types import Attempt, Completion, Message, Outcome, StreamChunk, Target, Usage
 
@@ -84,25 +82,6 @@ class Turn:
         return AllModelsFailedError(attempts, partial_text=partial)
 
 
-@dataclass(slots=True)
-class _Live:
-    """An attempt in flight."""
-
-    target: Target
-    attempt: Attempt
-    events: AsyncGenerator[str | AttemptDone, None]
-    guard: RepeatGuard | None
-    sent_at: float  # loop time, for deadlines
-    index: int
-    sent: float  # the health tracker's clock, for its verdicts
-    hedge_after: float | None  # this model's own hedge delay (None: no hedging)
-    gaps: list[float]  # seconds between its content chunks, kept only if it ends healthily
-    sentence: FirstSentenceWatch | None = None  # spoken turns: its first speakable sentence
-
-
-_ENDED_EARLY = ErrorInfo(None, "stream ended without a reply", Action.COOLDOWN)
-
-
 class TurnRunner:
     """Serves one turn: tries ``plan`` in order (hedging past a slow model) until one replies."""
 
@@ -126,14 +105,18 @@ class TurnRunner:
                           else "out of credits (paid model)")
                 turn.attempts.append(Attempt(target, Outcome.SKIPPED, error=reason))
                 continue
-            raced = await self._first_event(self._launch(target, index, last=self._is_last()))
+            raced = await first_event(self._launch(target, index, last=self._is_last()), self.policy, hedge=self._hedge,
+                                      failed=self._record_failure, apply=self._apply)
             if raced is None:
                 continue
             live, first = raced
+            chunks = self._serve(live, first, on_result)
             try:
-                async with contextlib.aclosing(self._serve(live, first, on_result)) as chunks:
+                try:  # contextlib.aclosing's work, without its object and two coroutines per turn
                     async for chunk in chunks:
                         yield chunk
+                finally:
+                    await chunks.aclose()
                 return
             except AttemptFailed as failure:
                 self._record_failure(live, failure)
@@ -170,7 +153,7 @@ class TurnRunner:
     def _is_last(self) -> bool:
         return not any(self.turn.viable(t) for _, t in self.queue)
 
-    async def _serve(self, live: _Live, first: str | AttemptDone,
+    async def _serve(self, live: Live, first: str | AttemptDone,
                      on_result: Callable[[Completion], None]) -> AsyncGenerator[StreamChunk, None]:
         """Stream the winner's reply (through its repeat guard when continuing), then finish the turn."""
         turn, attempt, label = self.turn, live.attempt, live.target.label  # per chunk: no property call
@@ -203,7 +186,7 @@ class TurnRunner:
             await live.events.aclose()
             raise
 
-    def _succeed(self, live: _Live, done: AttemptDone) -> Completion:
+    def _succeed(self, live: Live, done: AttemptDone) -> Completion:
         turn, attempt = self.turn, live.attempt
         attempt.latency = asyncio.get_running_loop().time() - live.sent_at
         attempt.ttft = done.ttft
@@ -216,7 +199,7 @@ class TurnRunner:
         sentence = live.sentence.span if live.sentence is not None and live.guard is None else None
         self.health.record_reply(live.target.label, ttft=done.ttft, gaps=live.gaps, sentence=sentence,
                                  cost=done.usage.cost if done.usage else None)
-        _log_attempt(attempt, live.index)
+        log_attempt(attempt, live.index)
         if logger.isEnabledFor(logging.DEBUG):  # the sum walks every chunk of the reply
             logger.debug("%s finished (%s): %d text chars, %d tool calls, usage %s", done.served_model,
                          done.finish_reason, sum(map(len, turn.emitted)), len(done.tool_calls),
@@ -231,9 +214,9 @@ class TurnRunner:
                        live.target.label, result.fallback_reason)
         return result
 
-    # -- launching and racing ----------------------------------------------------------------
+    # -- launching ----------------------------------------------------------------------------
 
-    def _launch(self, target: Target, index: int, *, last: bool, hedging: bool = False) -> _Live:
+    def _launch(self, target: Target, index: int, *, last: bool, hedging: bool = False) -> Live:
         """Send the request for ``target`` (the stream opens on first iteration)."""
         policy, turn = self.policy, self.turn
         latency = self.health.latency(target.label)
@@ -253,76 +236,15 @@ class TurnRunner:
                          target.label, target.base_url,
                          len(body["messages"]), len(body.get("tools") or ()), len(json.dumps(body)),
                          f", continuing after {len(partial)} chars" if partial else "", deadlines.first_token,
-                         f"{hedge.seconds:.2f}s ({hedge.why})" if hedge else "never", deadlines.stall, stall_why,
+                         f"{hedge.seconds:.2f}s ({hedge.why})" if hedge else "never", deadlines.stall, stall_why.why,
                          f"{sentence.bound:.2f}s of the first token ({sentence_why})" if sentence and sentence.bound
                          else f"unchecked ({sentence_why})", self.health.state(target.label).value)
         gaps: list[float] = []
         events = stream_attempt(policy.client, target, body, policy.headers(target), deadlines, gaps, sentence)
-        return _Live(target, attempt, events, RepeatGuard(partial) if partial else None,
-                     asyncio.get_running_loop().time(), index, sent, hedge.seconds if hedge else None, gaps,
-                     sentence)
+        return Live(target, attempt, events, RepeatGuard(partial) if partial else None,
+                    asyncio.get_running_loop().time(), index, sent, hedge.seconds if hedge else None, gaps, sentence)
 
-    async def _first_event(self, live: _Live) -> tuple[_Live, str | AttemptDone] | None:
-        """Wait for ``live``'s first event; past its own hedge delay also race the next viable model.
-
-        Returns the winner and its first event, or None when every racer failed (failures recorded).
-        """
-        if live.hedge_after is None:  # nothing can race it: no task (the benchmark showed each one costly)
-            return await self._only_first_event(live)
-        race = FirstEventRace(asyncio.get_running_loop())
-        racers: dict[asyncio.Task[str | AttemptDone], _Live] = {race.start(live.events): live}
-        hedge_at: float | None = live.sent_at + live.hedge_after
-        hedges = 0
-        try:
-            while racers:
-                await race.wait(racers, hedge_at)
-                done = [task for task in racers if task.done()]
-                if not done:
-                    hedge_at = None
-                    hedge = self._hedge(live)
-                    if hedge is not None:
-                        racers[race.start(hedge.events)] = hedge
-                        hedges += 1
-                        self.policy.hedges.hedging += 1
-                    continue
-                for task in sorted(done, key=lambda t: racers[t].index):
-                    racer = racers.pop(task)
-                    error = task.exception()
-                    if error is None:
-                        self.health.spoke(racer.target.label, sent=racer.sent)
-                        await self._cancel(racers, lost_to=racer)
-                        return racer, task.result()
-                    self._failed_first(racer, error)
-            return None
-        except BaseException:
-            await self._cancel(racers, lost_to=None)
-            raise
-        finally:
-            self.policy.hedges.hedging -= hedges
-
-    async def _only_first_event(self, live: _Live) -> tuple[_Live, str | AttemptDone] | None:
-        """:meth:`_first_event` of an attempt nothing can race, read in the turn's own task."""
-        try:
-            first = await anext(live.events)
-        except Exception as error:  # told apart as the race tells its racers' errors apart
-            self._failed_first(live, error)
-            return None
-        except BaseException:  # cancelled: as a racer is
-            await self._close_cancelled(live)
-            raise
-        self.health.spoke(live.target.label, sent=live.sent)
-        return live, first
-
-    def _failed_first(self, live: _Live, error: BaseException) -> None:
-        """Record an attempt that ended before its first event (any other error is raised)."""
-        if isinstance(error, AttemptFailed):
-            self._record_failure(live, error)
-        elif isinstance(error, StopAsyncIteration):
-            self._record_failure(live, AttemptFailed(Outcome.BAD_RESPONSE, _ENDED_EARLY))
-        else:
-            raise error
-
-    def _hedge(self, slow: _Live) -> _Live | None:
+    def _hedge(self, slow: Live) -> Live | None:
         """Launch the next viable model beside ``slow``, if the hedge budget allows."""
         queue = self.queue
         while queue and not self.turn.viable(queue[0][1]):
@@ -336,48 +258,9 @@ class TurnRunner:
                     slow.target.label, slow.hedge_after or 0.0, target.label)
         return hedge
 
-    async def _cancel(self, racers: dict[asyncio.Task[str | AttemptDone], _Live], *, lost_to: _Live | None) -> None:
-        """Take attempts out of the race. Losers of a race are not failures: they are watched in the
-        background until their first token or first-token deadline (:mod:`.stragglers`); when the
-        turn itself is cancelled, they are closed at once."""
-        loop = asyncio.get_running_loop()
-        if lost_to is None:
-            for task in racers:
-                task.cancel()
-            await asyncio.gather(*racers, return_exceptions=True)
-        for task, live in racers.items():
-            if lost_to is None:
-                await self._close_cancelled(live)
-                continue
-            live.attempt.outcome = Outcome.CANCELLED
-            live.attempt.latency = loop.time() - live.sent_at
-            hedged_past = live.sent_at < lost_to.sent_at
-            what = "no first token" if hedged_past else "slower"
-            live.attempt.error = f"{what} after {live.attempt.latency:.2f}s; hedged request won"
-            if hedged_past and live.hedge_after is not None:
-                # At least p95-slow right now, and something else answers: the fleet tries it after the
-                # others until the watch judges it (or its first-token deadline from now, at the latest),
-                # or a request sent once it was known slow speaks (sent earlier, one may have reached
-                # the upstream before a hang began and prove nothing).
-                self.health.suspect(live.target.label, reason=live.attempt.error,
-                                    since=live.sent + live.hedge_after,
-                                    until=self.health.now() + self.policy.limits.first_token)
-            self.policy.stragglers.watch(live.target, task, live.events, live.sent_at,
-                                         limit=self.policy.limits.first_token, apply=self._apply)
-            _log_attempt(live.attempt, live.index)
-        racers.clear()
-
-    async def _close_cancelled(self, live: _Live) -> None:
-        """Close an attempt the turn's cancellation took out before its first event."""
-        live.attempt.outcome = Outcome.CANCELLED
-        live.attempt.latency = asyncio.get_running_loop().time() - live.sent_at
-        await live.events.aclose()
-        self.health.end_trial(live.target.label)
-        _log_attempt(live.attempt, live.index)
-
     # -- recording outcomes ------------------------------------------------------------------
 
-    def _record_failure(self, live: _Live, failure: AttemptFailed) -> None:
+    def _record_failure(self, live: Live, failure: AttemptFailed) -> None:
         info, attempt, turn = failure.info, live.attempt, self.turn
         attempt.outcome = failure.outcome
         attempt.status = info.status
@@ -391,7 +274,7 @@ class TurnRunner:
         if failure.usage:
             turn.usage = turn.usage + failure.usage
         self._apply(live.target, info)
-        _log_attempt(attempt, live.index)
+        log_attempt(attempt, live.index)
         if info.action is Action.FAIL_ENDPOINT:
             turn.dead_endpoints.add(live.target.endpoint)
             turn.auth_failures.append(attempt)
@@ -438,19 +321,9 @@ class TurnRunner:
                     f"cooling down for {remaining:.0f}s after {self.health.reason(target.label) or 'a failure'}")))
 
 
-async def _next(live: _Live) -> str | AttemptDone:
+async def _next(live: Live) -> str | AttemptDone:
     try:
         return await anext(live.events)
     except StopAsyncIteration:  # (inside an async generator it would turn into a RuntimeError)
-        raise AttemptFailed(Outcome.BAD_RESPONSE, _ENDED_EARLY) from None
+        raise AttemptFailed(Outcome.BAD_RESPONSE, ENDED_EARLY) from None
 
-
-def _log_attempt(attempt: Attempt, index: int) -> None:
-    if not logger.isEnabledFor(logging.INFO):  # its arguments are formatted before logging could drop them
-        return
-    logger.info(
-        "attempt %d model=%s outcome=%s status=%s ttft=%s latency=%.3fs%s",
-        index + 1, attempt.model, attempt.outcome.value, attempt.status if attempt.status is not None else "-",
-        f"{attempt.ttft:.3f}s" if attempt.ttft is not None else "-", attempt.latency,
-        f" error={attempt.error!r}" if attempt.error else "",
-    )

@@ -7,7 +7,9 @@ quarter of the router's whole per-chunk overhead over bare httpx. Here one timer
 attempt: a read only records its deadline; when the timer fires before that deadline it is re-armed
 for it (a few times per stall period, not per chunk), and past it the reading task is cancelled and
 the cancellation becomes :class:`TimeoutError` exactly as ``asyncio.timeout`` does it (a cancellation
-from elsewhere still goes through as a cancellation).
+from elsewhere still goes through as a cancellation, and a task already being cancelled from elsewhere
+is not cancelled a second time: that would interrupt the clean-up of a cancelled send). The attempt's
+send waits for its headers under the same timer (:func:`.sending.open_stream`).
 
 The timer only acts while a read is in progress: time the consumer spends between reads (the
 reply's text is handed out between them) never counts, and the task is never cancelled outside
@@ -116,6 +118,8 @@ class ReadDeadline:
             self._graced = self.when = when = now + max(GRACE, self.allowance)
             self.late_at = now
             self._arm(when)
+            return
+        if task.cancelling() > self._cancelling:  # being cancelled from elsewhere: that ends the read, once
             return
         self._expired = True
         task.cancel()
